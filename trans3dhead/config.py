@@ -1,0 +1,193 @@
+"""Typed configuration of one run: the only thing that crosses from the suite into the library.
+
+The suite (``experiments/``) resolves YAML into these frozen dataclasses; the library
+never reads YAML or a global config. ``from_dict`` rejects unknown keys with a
+did-you-mean so a typo in a registry file never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+PLACEMENTS = ("none", "landmark", "both")
+MEAN_FACE_MODES = ("fixed", "learnable_average", "learnable_random", "none")
+ARCHS = ("trans3dhead", "dad3dnet")
+BENCHMARKS = ("synthheads", "dad3dheads")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "trans3dhead"
+    n_params: int = 413                      # 413 | 160 | 60 (see trans3dhead.flame.params)
+    backbone: str = "resnet50"               # any torchvision resnet name
+    backbone_stride: int = 32                # 32: full trunk; 16: cut after layer3 (small profiles)
+    pretrained: bool = False                 # ImageNet weights via torchvision's weights API
+    d_model: int = 256
+    nheads: int = 8
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    encoder_layers: int = 0                  # 0-3, DETR-style
+    decoder_layers: int = 2                  # 1-3, same count in both branches
+    branches: tuple[str, ...] = ("landmark", "3dmm")   # ("3dmm",) = only-3DMM (Table 7)
+    qamem: str = "landmark"                  # none | landmark | both  (eqs. 2-3)
+    mqinit: str = "landmark"                 # none | landmark | both  (eq. 1)
+    mean_face: str = "fixed"                 # fixed | learnable_average | learnable_random | none (eqs. 4-5)
+    # DAD-3DNet only
+    neck_channels: int = 256
+    bifpn_layers: int = 2
+    head_hidden: int = 512
+
+    def validate(self) -> None:
+        _check_choice("model.arch", self.arch, ARCHS)
+        _check_choice("model.n_params", self.n_params, (413, 160, 60))
+        _check_choice("model.qamem", self.qamem, PLACEMENTS)
+        _check_choice("model.mqinit", self.mqinit, PLACEMENTS)
+        _check_choice("model.mean_face", self.mean_face, MEAN_FACE_MODES)
+        _check_choice("model.backbone_stride", self.backbone_stride, (16, 32))
+        if not 0 <= self.encoder_layers <= 6:
+            raise ConfigError(f"model.encoder_layers={self.encoder_layers}: use 0..6 (the paper uses 0-3)")
+        if not 1 <= self.decoder_layers <= 6:
+            raise ConfigError(f"model.decoder_layers={self.decoder_layers}: use 1..6 (the paper uses 1-3)")
+        unknown = set(self.branches) - {"landmark", "3dmm"}
+        if unknown or "3dmm" not in self.branches:
+            raise ConfigError(
+                f"model.branches={list(self.branches)}: use [landmark, 3dmm] or [3dmm] (only-3DMM)")
+        if self.d_model % self.nheads:
+            raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.nheads={self.nheads}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights, eq. 8 (paper: 300, 50, 0.05, 0.05). DAD-3DNet adds heatmap (facts section 4)."""
+    landmark: float = 300.0
+    shape3d: float = 50.0
+    reproj: float = 0.05
+    euler: float = 0.05
+    heatmap: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    benchmark: str = "synthheads"            # synthheads (embedded) | dad3dheads (real, user's copy)
+    root: str = "data"                       # dataset root; synthheads is generated (cached) below it
+    flame_dir: str = ""                      # "" = the procedural FLAME assets generated below root
+    aflw_root: str = ""                      # "" = the AFLW2000-3D-format set generated below root
+    image_size: int = 256
+    # SynthHeads generation (ignored for dad3dheads)
+    n_train: int = 4000
+    n_val: int = 500
+    n_test: int = 500
+    n_aflw: int = 300
+    render_size: int = 256
+    synth_seed: int = 0
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        _check_choice("data.benchmark", self.benchmark, BENCHMARKS)
+        if self.image_size % 32:
+            raise ConfigError(f"data.image_size={self.image_size}: must be a multiple of 32")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 360
+    batch_size: int = 32
+    lr: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 0.0
+    schedule: str = "step"                   # step (x0.1 at lr_drop_fraction) | cosine (to zero)
+    lr_drop_fraction: float = 2 / 3          # paper: epoch 240 of 360
+    warmup_steps: int = 0
+    grad_clip: float = 0.0                   # 0 = off
+    amp: str = "off"                         # off | bf16 | auto (bf16 where the CPU/GPU supports it)
+    seed: int = 0
+    device: str = "auto"                     # auto | cpu | cuda
+    eval_every: int = 1                      # epochs between validation-curve points
+    inject_nan_at_step: int = -1             # fault injection for reliability tests; -1 = never
+
+    def validate(self) -> None:
+        _check_choice("train.schedule", self.schedule, ("step", "cosine"))
+        _check_choice("train.amp", self.amp, ("off", "bf16", "auto"))
+        _check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.epochs and train.batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be > 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        if self.model.arch == "dad3dnet" and self.model.branches != ("landmark", "3dmm"):
+            raise ConfigError("model.branches applies to trans3dhead only; remove it from the dad3dnet variant")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "RunConfig":
+        return _build(cls, raw, "").validate()
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {list(choices)}")
+
+
+def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), list(known), n=1)
+            did_you_mean = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+            raise ConfigError(f"unknown key '{prefix}{key}'{did_you_mean} (valid: {sorted(known)})")
+        f = known[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(f"{prefix}{key}", value, default)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Accept YAML's natural spellings (ints for floats, lists for tuples); reject the rest."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
