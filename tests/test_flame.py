@@ -179,3 +179,29 @@ def test_chumpy_pickle_is_refused_with_the_converter_hint(broken_dir):
         with pytest.raises(io.ChumpyPickleError) as err:
             build()
         assert io.MODEL_FILE in str(err.value) and "trans3dhead.flame.convert" in str(err.value)
+
+
+def test_converter_turns_a_chumpy_pickle_into_a_loadable_folder(flame_dir, tmp_path):
+    from trans3dhead.flame.convert import main as convert_main
+    licensed = tmp_path / "licensed"
+    static = licensed / "static"
+    shutil.copytree(flame_dir / io.INDEX_DIR, static / io.INDEX_DIR)
+    for name in (io.STATIC_EMBEDDING_FILE, io.DYNAMIC_EMBEDDING_FILE):
+        shutil.copy(flame_dir / name, static / name)
+    _chumpy_pickle(licensed / "generic_model.pkl", io.load_model(flame_dir / io.MODEL_FILE))
+    out = tmp_path / "converted"
+    convert_main(["--src", str(licensed / "generic_model.pkl"), "--static-dir", str(static), "--out", str(out)])
+    params = _params(ParamLayout.for_count(413), 2)
+    with torch.no_grad():
+        expected, got = FlameDecoder(flame_dir, 413)(params), FlameDecoder(out, 413)(params)
+    for key in expected:
+        assert torch.allclose(expected[key], got[key], atol=1e-6), key
+    assert np.array_equal(load_topology(out).subsets["face"], load_topology(flame_dir).subsets["face"])
+
+
+def test_converter_names_a_missing_static_file(flame_dir, tmp_path):
+    from trans3dhead.flame.convert import convert
+    _chumpy_pickle(tmp_path / "generic_model.pkl", io.load_model(flame_dir / io.MODEL_FILE))
+    (tmp_path / "static").mkdir()
+    with pytest.raises(io.MissingFlameFileError, match=io.STATIC_EMBEDDING_FILE):
+        convert(tmp_path / "generic_model.pkl", tmp_path / "static", tmp_path / "out")

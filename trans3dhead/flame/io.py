@@ -95,6 +95,9 @@ _ALLOWED = {
 }
 
 
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
 class _AllowListUnpickler(pickle.Unpickler):
     """Builds numpy arrays and plain containers only; chumpy / scipy.sparse objects are captured."""
 
@@ -104,6 +107,7 @@ class _AllowListUnpickler(pickle.Unpickler):
         self.allow_chumpy = allow_chumpy
 
     def find_class(self, module: str, name: str) -> Any:
+        module = _PY2_MODULES.get(module, module)   # pickles written by Python 2 (FLAME's) or protocol 2
         if module.split(".")[0] == "chumpy":
             if not self.allow_chumpy:
                 raise ChumpyPickleError(
