@@ -26,7 +26,7 @@ class ModelConfig:
     arch: str = "trans3dhead"
     n_params: int = 413                      # 413 | 160 | 60 (see trans3dhead.flame.params)
     backbone: str = "resnet50"               # any torchvision resnet name
-    backbone_stride: int = 32                # 32: full trunk; 16: cut after layer3 (small profiles)
+    backbone_stride: int = 32                # 32: full trunk; 16 / 8: cut after layer3 / layer2 (small profiles)
     pretrained: bool = False                 # ImageNet weights via torchvision's weights API
     d_model: int = 256
     nheads: int = 8
@@ -49,7 +49,7 @@ class ModelConfig:
         _check_choice("model.qamem", self.qamem, PLACEMENTS)
         _check_choice("model.mqinit", self.mqinit, PLACEMENTS)
         _check_choice("model.mean_face", self.mean_face, MEAN_FACE_MODES)
-        _check_choice("model.backbone_stride", self.backbone_stride, (16, 32))
+        _check_choice("model.backbone_stride", self.backbone_stride, (8, 16, 32))
         if not 0 <= self.encoder_layers <= 6:
             raise ConfigError(f"model.encoder_layers={self.encoder_layers}: use 0..6 (the paper uses 0-3)")
         if not 1 <= self.decoder_layers <= 6:
@@ -90,8 +90,8 @@ class DataConfig:
 
     def validate(self) -> None:
         _check_choice("data.benchmark", self.benchmark, BENCHMARKS)
-        if self.image_size % 32:
-            raise ConfigError(f"data.image_size={self.image_size}: must be a multiple of 32")
+        if self.image_size % 16:
+            raise ConfigError(f"data.image_size={self.image_size}: must be a multiple of 16")
 
 
 @dataclass(frozen=True)
