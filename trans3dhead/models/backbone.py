@@ -1,0 +1,55 @@
+"""ResNet trunks from torchvision: the low-resolution memory of Trans3DHead, the stages of DAD-3DNet."""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+# Output channels of each ResNet stage (s1..s4, strides 4, 8, 16, 32).
+_STAGE_CHANNELS = {
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
+}
+_STAGES_FOR_STRIDE = {8: 2, 16: 3, 32: 4}
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """ImageNet weights were asked for but cannot be loaded (typically: no internet)."""
+
+
+def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int, ...]]:
+    """The four stages of a torchvision ResNet (stem folded into s1) and their channel counts."""
+    if name not in _STAGE_CHANNELS:
+        raise ValueError(f"model.backbone={name!r}: use one of {sorted(_STAGE_CHANNELS)}")
+    weights = None
+    if pretrained:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        net = getattr(torchvision.models, name)(weights=weights)
+    except Exception as err:  # urllib / hub errors differ across versions
+        raise PretrainedWeightsUnavailable(
+            f"could not load ImageNet weights for {name} ({err}). Offline machines: copy the file "
+            f"{weights.url.rsplit('/', 1)[-1] if weights else ''} into $TORCH_HOME/hub/checkpoints "
+            "(default ~/.cache/torch/hub/checkpoints), or set model.pretrained: false") from err
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    return nn.ModuleList([stem, net.layer2, net.layer3, net.layer4]), _STAGE_CHANNELS[name]
+
+
+class Backbone(nn.Module):
+    """ResNet trunk cut at ``stride`` (8, 16 or 32), projected to ``d_model`` channels by a 1x1 conv.
+
+    Trans3DHead keeps only this single low-resolution map (paper section 3.1); a stride-16 or
+    stride-8 cut keeps the paper's 8x8 memory grid at the small input sizes of the CPU profiles.
+    """
+
+    def __init__(self, name: str, stride: int, d_model: int, pretrained: bool = False):
+        super().__init__()
+        stages, channels = resnet_stages(name, pretrained)
+        n_stages = _STAGES_FOR_STRIDE[stride]
+        self.body = nn.Sequential(*stages[:n_stages])
+        self.input_proj = nn.Conv2d(channels[n_stages - 1], d_model, kernel_size=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.input_proj(self.body(images))

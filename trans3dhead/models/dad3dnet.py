@@ -1,0 +1,53 @@
+"""DAD-3DNet baseline (facts section 5): ResNet + BiFPN + stride-4 heatmaps, fused, MLP heads."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trans3dhead.flame.decoder import FlameDecoder
+from trans3dhead.models.backbone import resnet_stages
+from trans3dhead.models.bifpn import BiFPN
+from trans3dhead.models.heads import initial_pose, squash_params
+from trans3dhead.models.marr import N_LANDMARKS
+
+
+def _mlp_head(in_features: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.3),
+                         nn.Linear(hidden, out))
+
+
+class DAD3DNet(nn.Module):
+    def __init__(self, backbone_name: str, pretrained: bool, flame: FlameDecoder, mean_face: torch.Tensor,
+                 *, neck_channels: int, bifpn_layers: int, head_hidden: int):
+        super().__init__()
+        self.stages, channels = resnet_stages(backbone_name, pretrained)
+        self.backbone = self.stages            # the backbone lr multiplier finds it by this name
+        self.neck = BiFPN(channels[:3], neck_channels, bifpn_layers)
+        self.heatmap_head = nn.Conv2d(neck_channels, N_LANDMARKS, 3, padding=1)
+        self.fuse = nn.Conv2d(channels[2] + N_LANDMARKS + neck_channels, channels[2], 1)
+        self.flame = flame
+        layout = flame.layout
+        self.shape_head = _mlp_head(channels[3], head_hidden, layout.n_shape_like)
+        self.pose_head = _mlp_head(channels[3], head_hidden, layout.n_pose)
+        self.landmark_head = _mlp_head(channels[3], head_hidden, N_LANDMARKS * 2)
+        with torch.no_grad():
+            template = flame.landmarks(flame.v_template[None])[0]
+        self.register_buffer("pose_offset", initial_pose(template, torch.as_tensor(mean_face)))
+
+    def forward(self, images: torch.Tensor) -> dict[str, object]:
+        s1 = self.stages[0](images)
+        s2 = self.stages[1](s1)
+        s3 = self.stages[2](s2)
+        p3, _, p5, _, _ = self.neck(s1, s2, s3)
+        heatmaps = self.heatmap_head(p3)                                  # stride 4
+        small = torch.sigmoid(F.interpolate(heatmaps, size=s3.shape[-2:], mode="bilinear", align_corners=False))
+        fused = self.fuse(torch.cat([s3, small, F.interpolate(p5, size=s3.shape[-2:])], dim=1)) * s3
+        pooled = self.stages[3](fused).mean(dim=(2, 3))
+        raw = torch.cat([self.shape_head(pooled), self.pose_head(pooled)], dim=-1)
+        params = squash_params(raw, self.flame.layout, self.pose_offset)
+        out: dict[str, object] = dict(self.flame(params.float()))
+        landmarks = F.relu(self.landmark_head(pooled)).float().reshape(-1, N_LANDMARKS, 2)
+        out.update(landmarks_2d=landmarks, landmarks_per_layer=[landmarks], residuals_per_layer=[],
+                   mean_face=None, heatmaps=heatmaps.float())
+        return out

@@ -1,0 +1,110 @@
+"""DETR-style encoder and decoder layers (post-norm), with an optional QAMem cross-attention."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trans3dhead.models.qamem import QueryAwareValueTransform
+
+
+def _feed_forward(d_model: int, dim_feedforward: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(dim_feedforward, d_model))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention over the memory grid (positions added to queries and keys), then an FFN."""
+
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
+        self.ffn = _feed_forward(d_model, dim_feedforward, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        q = k = memory + pos
+        memory = self.norm1(memory + self.dropout(self.self_attn(q, k, memory, need_weights=False)[0]))
+        return self.norm2(memory + self.dropout(self.ffn(memory)))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries over the memory; with ``n_queries`` set, QAMem (eq. 3).
+
+    Written out (rather than nn.MultiheadAttention) because QAMem acts between the attention
+    and the output projection, and the naive form of eq. 2 needs the attention weights.
+    """
+
+    def __init__(self, d_model: int, nheads: int, dropout: float, qamem_queries: int | None = None,
+                 qamem_naive: bool = False):
+        super().__init__()
+        self.nheads, self.head_dim = nheads, d_model // nheads
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.qamem = QueryAwareValueTransform(qamem_queries, d_model, nheads) if qamem_queries else None
+        self.qamem_naive = qamem_naive
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.nheads, self.head_dim).transpose(1, 2)       # (B, H, n, Dh)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
+        p = self.dropout if self.training else 0.0
+        if self.qamem is not None and self.qamem_naive:
+            attention = torch.softmax(q @ k.transpose(-1, -2) * self.head_dim ** -0.5, dim=-1)
+            attention = F.dropout(attention, p)
+            attended = self.qamem.naive(attention, v)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            if self.qamem is not None:
+                attended = self.qamem.efficient(attended)
+        b, _, n, _ = attended.shape
+        return self.out_proj(attended.transpose(1, 2).reshape(b, n, -1))
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention among queries, cross-attention to the memory (optionally QAMem), FFN."""
+
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float,
+                 qamem_queries: int | None = None):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
+        self.cross_attn = CrossAttention(d_model, nheads, dropout, qamem_queries)
+        self.ffn = _feed_forward(d_model, dim_feedforward, dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor,
+                memory_pos: torch.Tensor) -> torch.Tensor:
+        q = k = queries + query_pos
+        queries = self.norm1(queries + self.dropout(self.self_attn(q, k, queries, need_weights=False)[0]))
+        attended = self.cross_attn(queries + query_pos, memory + memory_pos, memory)
+        queries = self.norm2(queries + self.dropout(attended))
+        return self.norm3(queries + self.dropout(self.ffn(queries)))
+
+
+class DecoderBranch(nn.Module):
+    """A stack of decoder layers over one set of queries; returns every layer's output."""
+
+    def __init__(self, n_queries: int, n_layers: int, d_model: int, nheads: int, dim_feedforward: int,
+                 dropout: float, qamem: bool, mqinit: nn.Module | None):
+        super().__init__()
+        self.n_queries = n_queries
+        self.query_pos = nn.Embedding(n_queries, d_model)
+        self.mqinit = mqinit        # None: DETR's zero-initialised queries
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, nheads, dim_feedforward, dropout, n_queries if qamem else None)
+            for _ in range(n_layers))
+
+    def forward(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> list[torch.Tensor]:
+        batch = memory.shape[0]
+        query_pos = self.query_pos.weight.unsqueeze(0).expand(batch, -1, -1)
+        queries = self.mqinit(memory) if self.mqinit is not None else torch.zeros_like(query_pos)
+        outputs = []
+        for layer in self.layers:
+            queries = layer(queries, query_pos, memory, memory_pos)
+            outputs.append(queries)
+        return outputs
