@@ -1,0 +1,65 @@
+"""Multi-information loss (paper eqs. 6-8) and DAD-3DNet's loss (facts section 4).
+
+L = l1 L_lmk + l2 L_3D + l3 L_reproj + l4 L_euler (eq. 8; paper weights 300, 50, 0.05, 0.05);
+the baseline is eq. 6 (l4 = 0). A zero weight skips its term. ``forward`` returns every weighted
+term by name beside ``total``, so that a non-finite loss can be traced to its term.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trans3dhead.config import LossConfig, ModelConfig
+from trans3dhead.flame.topology import FlameTopology
+from trans3dhead.losses.euler import euler_angles_loss
+from trans3dhead.losses.terms import (head_shape_loss, heatmap_targets, landmark_loss, reprojection_loss,
+                                      soft_iou_loss)
+
+HEAD_SUBSAMPLE = 2      # every 2nd "head" vertex (the paper subsamples the head set)
+# DAD-3DNet's subset weights (facts section 4)
+DAD_SHAPE_SUBSETS = {"head": 0.5, "face_w_ears": 0.75, "face": 1.0}
+DAD_REPROJ_SUBSETS = {"face": 0.5, "face_w_ears": 0.5}
+
+
+class MultiTaskLoss(nn.Module):
+    def __init__(self, weights: LossConfig, subsets: dict[str, torch.Tensor], subset_weights_3d: dict[str, float],
+                 subset_weights_reproj: dict[str, float]):
+        super().__init__()
+        self.weights = weights
+        for name, idx in subsets.items():
+            self.register_buffer(f"subset_{name}", torch.as_tensor(idx, dtype=torch.long), persistent=False)
+        self.subset_weights_3d, self.subset_weights_reproj = subset_weights_3d, subset_weights_reproj
+
+    def _subset(self, name: str) -> torch.Tensor:
+        return getattr(self, f"subset_{name}")
+
+    def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        if w.landmark:
+            terms["landmark"] = w.landmark * landmark_loss(out["landmarks_2d"], batch["landmarks_2d"],
+                                                           batch.get("presence"))
+        if w.shape3d:
+            terms["shape3d"] = w.shape3d * sum(
+                sw * head_shape_loss(out["model_vertices"][:, self._subset(s)], batch["model_vertices"][:, self._subset(s)])
+                for s, sw in self.subset_weights_3d.items())
+        if w.reproj:
+            terms["reproj"] = w.reproj * sum(
+                sw * reprojection_loss(out["projected_vertices"][:, self._subset(s)],
+                                       batch["projected_vertices"][:, self._subset(s)])
+                for s, sw in self.subset_weights_reproj.items())
+        if w.euler:
+            terms["euler"] = w.euler * euler_angles_loss(out["rotation"], batch["euler"])
+        if w.heatmap and "heatmaps" in out:
+            targets = heatmap_targets(batch["landmarks_2d"], tuple(out["heatmaps"].shape[-2:]))
+            terms["heatmap"] = w.heatmap * soft_iou_loss(out["heatmaps"], targets)
+        terms["total"] = sum(terms.values())
+        return terms
+
+
+def build_loss(loss_cfg: LossConfig, model_cfg: ModelConfig, topology: FlameTopology) -> MultiTaskLoss:
+    subsets = {name: torch.as_tensor(idx) for name, idx in topology.subsets.items()}
+    if model_cfg.arch == "dad3dnet":
+        return MultiTaskLoss(loss_cfg, subsets, DAD_SHAPE_SUBSETS, DAD_REPROJ_SUBSETS)
+    subsets["head_sub"] = subsets["head"][::HEAD_SUBSAMPLE]
+    return MultiTaskLoss(loss_cfg, subsets, {"head_sub": 1.0}, {"head_sub": 1.0})
