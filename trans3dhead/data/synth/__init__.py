@@ -1,0 +1,1 @@
+"""SynthHeads: the embedded benchmark (procedural heads rendered into the official file formats)."""

@@ -1,0 +1,124 @@
+"""DAD-3DHeads reader (official layout, facts section 2), for the real dataset and for SynthHeads."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from trans3dhead.data.errors import DatasetError
+from trans3dhead.data.transforms import Crop, crop_geometry, crop_image, jittered_crop
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.geometry import euler_from_rotation_np, project_official, rotation_from_model_view
+
+
+def _read_json(path: Path, what: str):
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{what} {path} is not valid JSON ({err}); re-download or regenerate it") from err
+
+
+class DAD3DHeadsDataset(Dataset):
+    """One split of a DAD-3DHeads-layout folder; items as in docs/architecture.md.
+
+    Crop jitter is a pure function of (seed, epoch, index) in training and of (seed, index) in
+    evaluation, so a resumed run sees exactly the crops of an uninterrupted one.
+    """
+
+    def __init__(self, split_dir: str | Path, flame_dir: str | Path, image_size: int, train: bool, seed: int = 0):
+        self.split_dir = Path(split_dir)
+        self.split = self.split_dir.name
+        self.entries = _read_json(self.split_dir / f"{self.split}.json", "split file")
+        if not isinstance(self.entries, list):
+            raise DatasetError(f"{self.split_dir / f'{self.split}.json'}: expected a list of items")
+        for i, entry in enumerate(self.entries):
+            missing = {"item_id", "img_path", "bbox"} - set(entry)
+            if missing:
+                raise DatasetError(f"{self.split_dir / f'{self.split}.json'} item {i} lacks {sorted(missing)}")
+        self.has_annotations = all("annotation_path" in e for e in self.entries) and all(
+            (self.split_dir / e["annotation_path"]).is_file() for e in self.entries[:1])
+        self.topology = load_topology(flame_dir)
+        self.image_size, self.train, self.seed, self.epoch = image_size, train, seed, 0
+        self._annotations: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def annotation(self, index: int) -> dict[str, np.ndarray]:
+        if index not in self._annotations:
+            path = self.split_dir / self.entries[index]["annotation_path"]
+            raw = _read_json(path, "annotation")
+            try:
+                ann = {"vertices": np.asarray(raw["vertices"], dtype=np.float64),
+                       "model_view": np.asarray(raw["model_view_matrix"], dtype=np.float64),
+                       "projection": np.asarray(raw["projection_matrix"], dtype=np.float64)}
+            except (KeyError, TypeError, ValueError) as err:
+                raise DatasetError(f"annotation {path} lacks or mangles {err}; expected vertices, "
+                                   "model_view_matrix and projection_matrix") from err
+            if ann["vertices"].shape != (self.topology.n_vertices, 3) or ann["model_view"].shape != (4, 4):
+                raise DatasetError(f"annotation {path}: vertices {ann['vertices'].shape} / matrices "
+                                   f"{ann['model_view'].shape}; expected ({self.topology.n_vertices}, 3) and (4, 4)")
+            self._annotations[index] = ann
+        return self._annotations[index]
+
+    def image_path(self, index: int) -> Path:
+        return self.split_dir / self.entries[index]["img_path"]
+
+    def _open_image(self, index: int) -> Image.Image:
+        path = self.image_path(index)
+        if not path.is_file():
+            raise DatasetError(f"image {path} is missing (listed in {self.split}.json)")
+        return Image.open(path)
+
+    def crop(self, index: int, width: int, height: int, jitter: bool = True) -> Crop:
+        bbox = np.asarray(self.entries[index]["bbox"], dtype=np.float64)
+        x, y, w, h = bbox
+        if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise DatasetError(f"{self.split}.json item {self.entries[index]['item_id']}: bbox {bbox.tolist()} "
+                               f"lies outside its {width}x{height} image")
+        key = [self.seed, self.epoch, index] if self.train else [self.seed, index]
+        return jittered_crop(bbox, width, height, self.image_size, np.random.default_rng(key) if jitter else None)
+
+    def landmarks_in_crop(self, index: int) -> np.ndarray:
+        """GT 68 landmarks in crop units with the mean jitter, without decoding the image (MARR eq. 4)."""
+        ann = self.annotation(index)
+        with self._open_image(index) as image:
+            width, height = image.size
+        crop = self.crop(index, width, height, jitter=False)
+        pixels = project_official(self.topology.landmarks_68(ann["vertices"]), ann["model_view"], ann["projection"], height)
+        return crop.to_crop_units(pixels)
+
+    def __getitem__(self, index: int) -> dict:
+        entry = self.entries[index]
+        with self._open_image(index) as image:
+            width, height = image.size
+            crop = self.crop(index, width, height)
+            item = {"image": crop_image(image, crop), "item_id": entry["item_id"],
+                    "bbox": torch.tensor(entry["bbox"], dtype=torch.float64), "image_height": height,
+                    **crop_geometry(crop)}
+        if not self.has_annotations:
+            return item
+        ann = self.annotation(index)
+        vertices, mv, proj = ann["vertices"], ann["model_view"], ann["projection"]
+        landmarks = crop.to_crop_units(project_official(self.topology.landmarks_68(vertices), mv, proj, height))
+        projected = crop.to_crop_units(project_official(vertices, mv, proj, height))
+        rotation = rotation_from_model_view(mv)
+        valid = crop.extent / crop.size
+        item.update(
+            landmarks_2d=torch.tensor(landmarks, dtype=torch.float32),
+            presence=torch.tensor(((landmarks >= 0) & (landmarks <= valid)).all(-1)),
+            projected_vertices=torch.tensor(projected, dtype=torch.float32),
+            model_vertices=torch.tensor(vertices, dtype=torch.float32),
+            rotation=torch.tensor(rotation, dtype=torch.float32),
+            euler=torch.tensor(euler_from_rotation_np(rotation), dtype=torch.float32),
+            model_view=torch.tensor(mv, dtype=torch.float64), projection=torch.tensor(proj, dtype=torch.float64))
+        return item

@@ -1,0 +1,46 @@
+"""The embedded SynthHeads benchmark, generated once per set of generation parameters and cached."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from trans3dhead.config import DataConfig
+from trans3dhead.data.synth.generate import generate
+
+MARKER = "COMPLETE"
+
+
+def synth_params(cfg: DataConfig) -> dict:
+    return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "aflw": cfg.n_aflw,
+            "image_size": cfg.render_size, "seed": cfg.synth_seed, "version": 1}
+
+
+def synth_dir(cfg: DataConfig) -> Path:
+    digest = hashlib.sha1(json.dumps(synth_params(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.root) / f"synthheads-{digest}"
+
+
+def ensure_synthheads(cfg: DataConfig) -> Path:
+    """Generates the set unless a complete copy exists; a lock keeps concurrent jobs from racing,
+    and the completion marker is written last, so a killed generation is redone, never half-read."""
+    out = synth_dir(cfg)
+    if (out / MARKER).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / MARKER).is_file():
+            if out.exists():
+                shutil.rmtree(out)
+            params = synth_params(cfg)
+            tmp = out.with_name(out.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            generate(tmp, train=params["train"], val=params["val"], test=params["test"], aflw=params["aflw"],
+                     image_size=params["image_size"], seed=params["seed"])
+            (tmp / "params.json").write_text(json.dumps(params, indent=1))
+            tmp.rename(out)
+            (out / MARKER).write_text("ok\n")
+    return out

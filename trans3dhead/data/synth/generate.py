@@ -1,0 +1,106 @@
+"""Writes a SynthHeads benchmark in the official DAD-3DHeads and AFLW2000-3D file formats.
+
+``python -m trans3dhead.data.synth --out DIR --train N --val N --test N --aflw N --image-size S --seed K``
+
+Layout: ``DIR/flame/`` (procedural FLAME-format assets), ``DIR/dad3dheads/<split>/{<split>.json,
+images/<id>.png, annotations/<id>.json}`` and ``DIR/aflw2000/<id>.{jpg,mat}``. Every image has its own
+random stream derived from (seed, split, index), so the output is deterministic for a seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+from tqdm import tqdm
+
+from trans3dhead.data.synth.scene import Scene, sample_scene
+from trans3dhead.flame.assets import write_assets
+from trans3dhead.flame.decoder import FlameDecoder
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.geometry import project_official
+
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "aflw": 4}
+
+
+def _attributes(scene: Scene) -> dict:
+    pitch, yaw, roll = scene.euler
+    if abs(pitch) > 35 or abs(roll) > 35:
+        pose = "atypical"
+    elif abs(yaw) > 35:
+        pose = "sided"
+    else:
+        pose = "front"
+    return {"quality": "hq", "gender": "undefined", "expression": bool(scene.expression), "age": "undefined",
+            "occlusions": bool(scene.occluded), "pose": pose, "standard light": True}
+
+
+def _bbox(pixels: np.ndarray) -> list[float]:
+    lo, hi = pixels.min(0), pixels.max(0)
+    return [round(float(lo[0]), 2), round(float(lo[1]), 2), round(float(hi[0] - lo[0]), 2), round(float(hi[1] - lo[1]), 2)]
+
+
+def write_dad_split(out: Path, split: str, count: int, decoder: FlameDecoder, regions: np.ndarray,
+                    head_idx: np.ndarray, size: int, seed: int) -> None:
+    split_dir = out / "dad3dheads" / split
+    (split_dir / "images").mkdir(parents=True, exist_ok=True)
+    (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index in tqdm(range(count), desc=f"SynthHeads {split}", leave=False):
+        scene = sample_scene(decoder, regions, size, np.random.default_rng([seed, SPLIT_CODES[split], index]))
+        item_id = f"{split}_{index:06d}"
+        Image.fromarray(scene.image).save(split_dir / "images" / f"{item_id}.png")
+        annotation = {"vertices": np.round(scene.vertices, 6).tolist(),
+                      "model_view_matrix": scene.model_view.tolist(), "projection_matrix": scene.projection.tolist()}
+        (split_dir / "annotations" / f"{item_id}.json").write_text(json.dumps(annotation))
+        pixels = project_official(np.round(scene.vertices, 6)[head_idx], scene.model_view, scene.projection, size)
+        entries.append({"item_id": item_id, "annotation_path": f"annotations/{item_id}.json",
+                        "img_path": f"images/{item_id}.png", "bbox": _bbox(pixels), "attributes": _attributes(scene)})
+    (split_dir / f"{split}.json").write_text(json.dumps(entries, indent=1))
+
+
+def write_aflw(out: Path, count: int, decoder: FlameDecoder, regions: np.ndarray, topology, size: int, seed: int) -> None:
+    """AFLW2000-3D format: ``<id>.jpg`` + ``<id>.mat`` with Pose_Para [pitch, yaw, roll, tx, ty, tz, s]
+    (radians, our official Euler convention), pt3d_68 (3 x 68: x, y pixels, z) and pt2d (2 x 21)."""
+    folder = out / "aflw2000"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in tqdm(range(count), desc="SynthHeads aflw2000", leave=False):
+        scene = sample_scene(decoder, regions, size, np.random.default_rng([seed, SPLIT_CODES["aflw"], index]))
+        item_id = f"image{index:05d}"
+        Image.fromarray(scene.image).save(folder / f"{item_id}.jpg", quality=95)
+        landmarks = topology.landmarks_68(scene.vertices)
+        pixels = project_official(landmarks, scene.model_view, scene.projection, size)
+        camera = landmarks @ scene.model_view[:3, :3].T + scene.model_view[:3, 3]
+        pt3d = np.stack([pixels[:, 0], pixels[:, 1], camera[:, 2]])
+        pose = np.concatenate([np.deg2rad(scene.euler), scene.model_view[:3, 3], [1.0]])[None]
+        scipy.io.savemat(folder / f"{item_id}.mat", {"Pose_Para": pose, "pt3d_68": pt3d, "pt2d": pixels[:21].T})
+
+
+def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int) -> Path:
+    out = Path(out)
+    flame_dir = write_assets(out / "flame", seed=0)
+    decoder = FlameDecoder(flame_dir, 413)
+    topology = load_topology(flame_dir)
+    regions = np.load(flame_dir / "synthheads_regions.npy")
+    head_idx = topology.subsets["head"]
+    for split, count in (("train", train), ("val", val), ("test", test)):
+        write_dad_split(out, split, count, decoder, regions, head_idx, image_size, seed)
+    write_aflw(out, aflw, decoder, regions, topology, image_size, seed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trans3dhead.data.synth", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    for split, default in (("train", 64), ("val", 16), ("test", 16), ("aflw", 16)):
+        parser.add_argument(f"--{split}", type=int, default=default)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    generate(args.out, train=args.train, val=args.val, test=args.test, aflw=args.aflw,
+             image_size=args.image_size, seed=args.seed)
+    print(f"SynthHeads written to {args.out}")
+    return 0
