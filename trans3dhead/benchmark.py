@@ -1,0 +1,186 @@
+"""Scoring a submission in the official DAD-3DHeads format against an official ground-truth file.
+
+``python -m trans3dhead.benchmark make-gt --split-dir DIR --out GT.json``
+``python -m trans3dhead.benchmark score --gt GT.json --pred PRED.json [--flame-dir DIR] [--out S.json]``
+
+Unlike the official script, an item that cannot be scored (missing, malformed, non-finite) is
+counted and listed, never dropped silently; ``score`` exits non-zero unless ``--allow-missing``.
+The training engine's ``evaluate`` scores through :func:`score` too: one implementation per metric.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from trans3dhead import metrics
+from trans3dhead.flame.topology import FlameTopology, load_topology
+from trans3dhead.geometry import project_official, rotation_from_model_view
+
+DAD_METRICS = ("nme", "z5", "chamfer", "pose_error")
+SUBMISSION_SHAPES = {"68_landmarks_2d": (68, 2), "N_landmarks_3d": None, "7_landmarks_3d": (7, 3),
+                     "rotation_matrix": (3, 3)}
+
+
+@dataclass
+class ScoreResult:
+    aggregate: dict[str, float]
+    per_item: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+
+def make_gt(split_dir: str | Path) -> list[dict]:
+    """The official ``generate_gt`` list from a DAD-3DHeads-layout split with annotations."""
+    split_dir = Path(split_dir)
+    split_file = split_dir / f"{split_dir.name}.json"
+    if not split_file.is_file():
+        raise FileNotFoundError(f"{split_file} is missing: --split-dir must be a DAD-3DHeads split folder")
+    items = []
+    for entry in json.loads(split_file.read_text()):
+        ann_path = split_dir / entry.get("annotation_path", "")
+        if not ann_path.is_file():
+            raise FileNotFoundError(f"annotation {ann_path} of item {entry.get('item_id')} is missing")
+        ann = json.loads(ann_path.read_text())
+        with Image.open(split_dir / entry["img_path"]) as image:     # header only
+            height = image.height
+        items.append({"id": entry["item_id"], "bbox": entry["bbox"], "vertices": ann["vertices"],
+                      "model_view_matrix": ann["model_view_matrix"], "projection_matrix": ann["projection_matrix"],
+                      "image_height": height, "attributes": entry.get("attributes", {})})
+    return items
+
+
+def _check_prediction(item_id: str, pred: object, n_vertices: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    if not isinstance(pred, dict):
+        return None, f"{item_id}: prediction is {type(pred).__name__}, expected an object with {list(SUBMISSION_SHAPES)}"
+    arrays = {}
+    for key, shape in SUBMISSION_SHAPES.items():
+        if key not in pred:
+            return None, f"{item_id}: missing key '{key}'"
+        try:
+            value = np.asarray(pred[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            return None, f"{item_id}: '{key}' is not a numeric array"
+        expected = shape or (n_vertices, 3)
+        if value.shape != expected:
+            return None, f"{item_id}: '{key}' has shape {value.shape}, expected {expected}"
+        if not np.isfinite(value).all():
+            return None, f"{item_id}: '{key}' holds non-finite numbers"
+        arrays[key] = value
+    return arrays, None
+
+
+def score_item(gt: dict, pred: dict[str, np.ndarray], topology: FlameTopology, z5_mode: str) -> dict[str, float]:
+    vertices = np.asarray(gt["vertices"], dtype=np.float64)
+    mv, proj = np.asarray(gt["model_view_matrix"], float), np.asarray(gt["projection_matrix"], float)
+    landmarks = topology.landmarks_68(vertices)
+    gt_2d = project_official(landmarks, mv, proj, float(gt["image_height"]))
+    world = vertices @ mv[:3, :3].T + mv[:3, 3]
+    world_landmarks = landmarks @ mv[:3, :3].T + mv[:3, 3]
+    ears = topology.subsets["face_w_ears"]
+    pairs = metrics.z5_pairs(world[ears], z5_mode)
+    seven = list(metrics.SEVEN_LANDMARKS)
+    return {
+        "nme": float(metrics.nme(pred["68_landmarks_2d"], gt_2d, np.asarray(gt["bbox"], float))),
+        "z5": metrics.z5_accuracy(pred["N_landmarks_3d"][ears, 2], -world[ears, 2], pairs),
+        "chamfer": metrics.chamfer(pred["N_landmarks_3d"], pred["7_landmarks_3d"], world, world_landmarks[seven],
+                                   (world_landmarks[39], world_landmarks[42]), topology.subsets["face"]),
+        "pose_error": float(metrics.pose_error(pred["rotation_matrix"], rotation_from_model_view(mv))),
+    }
+
+
+def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5_mode: str = "official") -> ScoreResult:
+    rows, problems = [], []
+    gt_ids = {str(item["id"]) for item in gt_items}
+    for unknown in sorted(set(map(str, submission)) - gt_ids):
+        problems.append(f"{unknown}: not in the ground truth (unknown item id)")
+    for gt in gt_items:
+        item_id = str(gt["id"])
+        row = {"item_id": item_id, **{m: np.nan for m in DAD_METRICS}, "error": ""}
+        if item_id not in submission:
+            row["error"] = f"{item_id}: missing from the submission"
+        else:
+            pred, error = _check_prediction(item_id, submission[item_id], topology.n_vertices)
+            if error:
+                row["error"] = error
+            else:
+                try:
+                    row.update(score_item(gt, pred, topology, z5_mode))
+                except (ValueError, np.linalg.LinAlgError) as err:
+                    row["error"] = f"{item_id}: scoring failed ({err})"
+        if row["error"]:
+            problems.append(row["error"])
+        rows.append(row)
+    per_item = pd.DataFrame(rows, columns=["item_id", *DAD_METRICS, "error"])
+    result = metrics.aggregate({m: per_item[m].to_numpy() for m in DAD_METRICS})
+    result["n_items"] = len(gt_items)
+    result["n_problems"] = len(problems)
+    return ScoreResult(result, per_item, problems)
+
+
+def _load_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"error: {what} file {path} does not exist")
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"error: {what} file {path} is not valid JSON ({err})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trans3dhead.benchmark", description="Official-format scoring")
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("make-gt", help="write the official GT file of a DAD-3DHeads-layout split")
+    make.add_argument("--split-dir", type=Path, required=True)
+    make.add_argument("--out", type=Path, required=True)
+    sc = sub.add_parser("score", help="score a submission")
+    sc.add_argument("--gt", type=Path, required=True)
+    sc.add_argument("--pred", type=Path, required=True)
+    sc.add_argument("--flame-dir", type=Path, help="FLAME folder (default: the flame/ folder beside the split)")
+    sc.add_argument("--out", type=Path)
+    sc.add_argument("--allow-missing", action="store_true")
+    sc.add_argument("--z5-mode", choices=("official", "readme"), default="official")
+    args = parser.parse_args(argv)
+
+    if args.command == "make-gt":
+        try:
+            items = make_gt(args.split_dir)
+        except (FileNotFoundError, KeyError, json.JSONDecodeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        args.out.write_text(json.dumps(items))
+        print(f"wrote {len(items)} GT items to {args.out}")
+        return 0
+
+    gt_items = _load_json(args.gt, "ground-truth")
+    submission = _load_json(args.pred, "submission")
+    if not isinstance(gt_items, list) or not isinstance(submission, dict):
+        print("error: --gt must hold a list of items and --pred an object keyed by item_id", file=sys.stderr)
+        return 2
+    flame_dir = args.flame_dir or args.gt.parent / "flame"
+    try:
+        topology = load_topology(flame_dir)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err} (pass --flame-dir)", file=sys.stderr)
+        return 2
+    result = score(gt_items, submission, topology, z5_mode=args.z5_mode)
+    table = pd.DataFrame([{m: result.aggregate[m] for m in DAD_METRICS} | {"items scored": result.aggregate["nme_n"]}])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for problem in result.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if args.out:
+        args.out.write_text(json.dumps({"aggregate": result.aggregate, "problems": result.problems,
+                                        "per_item": json.loads(result.per_item.to_json(orient="records"))}, indent=1))
+    if result.problems and not args.allow_missing:
+        print(f"{len(result.problems)} item(s) could not be scored; fix them or pass --allow-missing", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
