@@ -1,0 +1,72 @@
+"""Efficiency figures measured by libraries: parameters, FLOPs (torch's FlopCounterMode), speed, memory."""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, images: torch.Tensor) -> int:
+    """Forward FLOPs (multiply-add = 2) counted by torch's FlopCounterMode."""
+    counter = FlopCounterMode(display=False)
+    # Grad mode on: the counter's module tracker hooks gradients and fails under no_grad.
+    with torch.enable_grad(), counter:
+        model(images)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def throughput(model: nn.Module, images: torch.Tensor, repeats: int = 5, warmup: int = 2) -> float:
+    """Images per second of inference on ``images`` (one batch), after warm-up."""
+    for _ in range(warmup):
+        model(images)
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(images)
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return images.shape[0] * repeats / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def peak_memory_mb(fn, *args) -> float:
+    """Peak memory allocated while running ``fn(*args)``, beyond what was allocated before.
+
+    CUDA: the allocator's peak. CPU: the peak of the running sum of the torch profiler's
+    per-operator allocations and frees, in execution order.
+    """
+    device_is_cuda = any(torch.is_tensor(a) and a.is_cuda for a in args)
+    if device_is_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(*args)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(*args)
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def measure(model: nn.Module, image_size: int, device: torch.device, batch_sizes: tuple[int, ...] = (1, 32)) -> dict:
+    model.eval()
+    out = {"params": count_parameters(model),
+           "flops": count_flops(model, torch.randn(1, 3, image_size, image_size, device=device))}
+    for b in batch_sizes:
+        images = torch.randn(b, 3, image_size, image_size, device=device)
+        out[f"fps_b{b}"] = throughput(model, images, repeats=3 if b > 1 else 10)
+        out[f"peak_mem_b{b}_mb"] = peak_memory_mb(model, images)
+    return out

@@ -1,0 +1,114 @@
+"""Evaluation of a checkpoint on one (dataset, split): official metrics per sample, predictions in the
+official submission format, MARR per-layer data (Figures 7-8) and efficiency figures."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trans3dhead import metrics
+from trans3dhead.benchmark import score
+from trans3dhead.config import DataConfig, RunConfig
+from trans3dhead.data import build_dataset, flame_dir_for
+from trans3dhead.engine.batches import autocast, crop_units_to_original, eval_loader, posed_to_original
+from trans3dhead.engine.checkpoint import load_checkpoint
+from trans3dhead.engine.efficiency import measure
+from trans3dhead.engine.runtime import select_device
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.geometry import euler_from_rotation_np
+from trans3dhead.models import build_model
+
+
+@dataclass
+class EvalResult:
+    aggregate: dict
+    per_sample: pd.DataFrame
+    predictions: dict
+    marr: dict | None = None
+    efficiency: dict = field(default_factory=dict)
+
+
+def load_model(checkpoint: str | Path, data_cfg: DataConfig | None = None, device: str = "auto"):
+    """(model in eval mode, RunConfig, data config, device) from a training checkpoint."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    data_cfg = data_cfg or cfg.data
+    dev = select_device(device)
+    model = build_model(cfg.model, flame_dir_for(data_cfg), ckpt["mean_face"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(dev).eval(), cfg, data_cfg, dev, bool(ckpt.get("bf16", False))
+
+
+def _submission_entries(out: dict, batch: dict, image_size: int) -> dict:
+    lmk = crop_units_to_original(out["landmarks_2d"].float(), batch, image_size).cpu().numpy()
+    vertices = posed_to_original(out["posed_vertices"].float(), batch, image_size).cpu().numpy()
+    seven = posed_to_original(out["landmarks_3d"][:, list(metrics.SEVEN_LANDMARKS)].float(), batch, image_size)
+    seven, rotation = seven.cpu().numpy(), out["rotation"].float().cpu().numpy()
+    return {item_id: {"68_landmarks_2d": lmk[i], "N_landmarks_3d": vertices[i], "7_landmarks_3d": seven[i],
+                      "rotation_matrix": rotation[i]}
+            for i, item_id in enumerate(batch["item_id"])}
+
+
+def _marr_arrays(out: dict, batch: dict, image_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if not out["residuals_per_layer"]:
+        return None
+    bbox = batch["bbox"].double()
+    per_pixel = batch["crop_scale"].double()[:, None, None] * image_size
+    size = bbox[:, None, 2:4]                                           # normalise x by w, y by h
+    residuals = torch.stack([r.detach().double().cpu() * per_pixel / size for r in out["residuals_per_layer"]])
+    landmarks = torch.stack([p.detach().double().cpu() for p in out["landmarks_per_layer"]])
+    return residuals.numpy(), landmarks.numpy()
+
+
+@torch.no_grad()
+def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: DataConfig | None = None,
+             batch_size: int = 32, efficiency: bool = False, device: str = "auto") -> EvalResult:
+    model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, data_cfg, device)
+    ds = build_dataset(data_cfg, dataset, split, train=False, seed=cfg.train.seed)
+    size = data_cfg.image_size
+    predictions, eulers, marr_parts, ids = {}, [], [], []
+    for batch in eval_loader(ds, batch_size):
+        with autocast(dev, bf16):
+            out = model(batch["image"].to(dev))
+        predictions.update(_submission_entries(out, batch, size))
+        ids.extend(batch["item_id"])
+        if dataset == "aflw2000":
+            eulers.append((euler_from_rotation_np(out["rotation"].float().cpu().numpy()), batch["euler"].numpy()))
+        marr = _marr_arrays(out, batch, size)
+        if marr is not None:
+            marr_parts.append(marr)
+
+    if dataset == "aflw2000":
+        pred_e = np.concatenate([e[0] for e in eulers])
+        gt_e = np.concatenate([e[1] for e in eulers])
+        per = metrics.pose_errors(pred_e, gt_e)
+        per_sample = pd.DataFrame({"item_id": ids, **per})
+        aggregate = metrics.aggregate(per)
+    elif getattr(ds, "has_annotations", False):
+        gt_items = [{"id": e["item_id"], "bbox": e["bbox"], "vertices": ds.annotation(i)["vertices"],
+                     "model_view_matrix": ds.annotation(i)["model_view"],
+                     "projection_matrix": ds.annotation(i)["projection"],
+                     "image_height": _image_height(ds, i)} for i, e in enumerate(ds.entries)]
+        result = score(gt_items, predictions, load_topology(flame_dir_for(data_cfg)))
+        per_sample, aggregate = result.per_item, result.aggregate
+    else:       # a test split without annotations: predictions only
+        per_sample, aggregate = pd.DataFrame({"item_id": ids}), {}
+    aggregate["n_items"] = len(ids)
+
+    marr = None
+    if marr_parts:
+        marr = {"residuals": np.concatenate([m[0] for m in marr_parts], axis=1),
+                "landmarks": np.concatenate([m[1] for m in marr_parts], axis=1),
+                "mean_face": model.marr.mean_face.detach().cpu().numpy() if getattr(model, "marr", None) else None,
+                "item_ids": np.array(ids)}
+    eff = measure(model, size, dev) if efficiency else {}
+    return EvalResult(aggregate, per_sample, predictions, marr, eff)
+
+
+def _image_height(ds, index: int) -> int:
+    from PIL import Image
+    with Image.open(ds.image_path(index)) as image:
+        return image.height

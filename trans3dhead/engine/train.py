@@ -1,0 +1,155 @@
+"""Training loop: resumable from an atomic per-epoch checkpoint, bit-exact on CPU.
+
+Everything random is a function of (seed, epoch): the shuffle generator is re-seeded per epoch, the
+crop jitter comes from ``dataset.set_epoch``, and the global RNG states (dropout) are checkpointed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from trans3dhead.config import RunConfig
+from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
+from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
+from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
+from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
+from trans3dhead.engine.schedule import build_optimizer, build_scheduler
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.losses import build_loss
+from trans3dhead.models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+CURVE = "curve.csv"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; names the step, the epoch and the offending terms."""
+
+
+def _write_curve(rows: list[dict], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def validation_nme(model: torch.nn.Module, loader: DataLoader, device: torch.device, bf16: bool,
+                   image_size: int) -> float:
+    model.eval()
+    values = []
+    for batch in loader:
+        with autocast(device, bf16):
+            out = model(batch["image"].to(device))
+        values.append(landmark_nme(out["landmarks_2d"], batch, image_size).cpu())
+    model.train()
+    return float(torch.cat(values).mean())
+
+
+def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None = None,
+          progress: Callable[[dict], None] | None = None, show_progress: bool = True) -> dict:
+    """Trains (or resumes) the run in ``workdir``; returns a summary dict.
+
+    ``stop_after_epochs`` ends this call early (as an interruption would); calling again resumes.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tc = cfg.train
+    device = select_device(tc.device)
+    bf16 = use_bf16(tc.amp, device)
+    seed_everything(tc.seed)
+
+    train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
+    val_loader = eval_loader(build_dataset(cfg.data, "dad3dheads", "val", train=False, seed=tc.seed), tc.batch_size)
+    flame_dir = flame_dir_for(cfg.data)
+    ckpt_path = workdir / CHECKPOINT
+    resume = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    mean_face = resume["mean_face"] if resume else torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
+
+    model = build_model(cfg.model, flame_dir, mean_face).to(device)
+    loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
+    optimizer = build_optimizer(model, tc)
+    steps_per_epoch = len(train_set) // tc.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(train_set)} training images")
+    total_steps = steps_per_epoch * tc.epochs
+    scheduler = build_scheduler(optimizer, total_steps, tc)
+
+    start_epoch, curve, best, wall_before = 0, [], math.inf, 0.0
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        restore_rng_state(resume["rng"])
+        start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
+
+    shuffle = torch.Generator()
+    loader = DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, drop_last=True, generator=shuffle,
+                        num_workers=cfg.data.num_workers, persistent_workers=False)
+    model.train()
+    started = time.time()
+    images_seen = 0
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=workdir.name, disable=not show_progress,
+               leave=False)
+    epochs_this_call = 0
+    for epoch in range(start_epoch, tc.epochs):
+        shuffle.manual_seed(tc.seed * 100_003 + epoch)
+        train_set.set_epoch(epoch)
+        losses = []
+        for i, batch in enumerate(loader):
+            step = epoch * steps_per_epoch + i
+            batch = to_device(batch, device)
+            with autocast(device, bf16):
+                out = model(batch["image"])
+            terms = loss_fn(out, batch)
+            if step == tc.inject_nan_at_step:
+                terms["injected"] = torch.tensor(float("nan"), device=device)
+                terms["total"] = terms["total"] + terms["injected"]
+            bad = [name for name, value in terms.items() if name != "total" and not torch.isfinite(value)]
+            if bad or not torch.isfinite(terms["total"]):
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step} (epoch {epoch}) in term(s) {bad or ['total']}; "
+                    f"the checkpoint of the last completed epoch ({ckpt_path}) is intact. "
+                    "Lower train.lr, set train.grad_clip, or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(terms["total"]))
+            images_seen += tc.batch_size
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+        wall = wall_before + time.time() - started
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": float(np.mean(losses)),
+               "lr": optimizer.param_groups[0]["lr"], "wall_s": round(wall, 2), "val_nme": float("nan")}
+        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+            row["val_nme"] = validation_nme(model, val_loader, device, bf16, cfg.data.image_size)
+            best = min(best, row["val_nme"])
+        curve.append(row)
+        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
+                     "curve": curve, "best_val_nme": best, "wall_s": wall, "config": cfg.to_dict(),
+                     "mean_face": mean_face, "device": str(device), "bf16": bf16}, ckpt_path)
+        _write_curve(curve, workdir / CURVE)
+        if progress:
+            progress(row)
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs and epoch + 1 < tc.epochs:
+            break
+    bar.close()
+    elapsed = time.time() - started
+    final = load_checkpoint(ckpt_path)
+    return {"epochs": final["epoch"], "steps": final["epoch"] * steps_per_epoch, "wall_s": final["wall_s"],
+            "device": str(device), "amp": "bf16" if bf16 else "fp32", "best_val_nme": final["best_val_nme"],
+            "final_val_nme": final["curve"][-1]["val_nme"], "checkpoint": str(ckpt_path),
+            "train_images_per_s": images_seen / elapsed if elapsed > 0 else float("nan"),
+            "finished": final["epoch"] >= tc.epochs}
