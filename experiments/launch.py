@@ -1,0 +1,189 @@
+"""Dispatch of runs as jobs through submitit: in-process (debug), local processes, or a SLURM array.
+
+A job trains (resuming from its checkpoint), evaluates what its tables need, and writes its results
+atomically. Its ``checkpoint()`` hands submitit a fresh copy of itself, so a preempted or timed-out
+SLURM job is requeued and resumes from the last epoch's checkpoint.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import submitit
+import torch
+from tqdm import tqdm
+
+from experiments import store
+from experiments.registry import ResolvedRun
+from trans3dhead.config import RunConfig
+
+EXECUTORS = ("debug", "local", "slurm")
+
+
+@dataclass
+class RunJob:
+    """One run as a picklable callable (paths and a config dict, nothing heavy)."""
+    run_id: str
+    profile: str
+    seed: int
+    variants: tuple[str, ...]
+    config: dict
+    evaluations: tuple[tuple[str, str], ...]
+    measure_efficiency: bool
+    results_root: str
+    work_root: str
+    threads: int = 0
+
+    @property
+    def result_dir(self) -> Path:
+        return store.run_dir(Path(self.results_root), self.profile, self.run_id)
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.work_root) / self.profile / self.run_id
+
+    def __call__(self) -> str:
+        # Imported here: the dispatcher itself should not pay for torch model code.
+        from trans3dhead.engine import evaluate, train
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        cfg = RunConfig.from_dict(self.config)
+        out = self.result_dir
+        store.write_config(out, self.config)
+        store.update_meta(out, run_id=self.run_id, profile=self.profile, seed=self.seed, variants=list(self.variants),
+                          benchmark=cfg.data.benchmark, status="running", error="", pid=os.getpid(),
+                          host=platform.node(), started=_now(), code_version=store.code_version(),
+                          log_dir=str(self.work_dir))
+        try:
+            summary = train(cfg, self.work_dir, show_progress=False)
+            store.atomic_write_bytes(out / "curve.csv", (self.work_dir / "curve.csv").read_bytes())
+            efficiency_pending = self.measure_efficiency
+            for dataset, split in self.evaluations:
+                if store.has_evaluation(out, dataset, split) and not efficiency_pending:
+                    continue
+                result = evaluate(summary["checkpoint"], dataset, split, efficiency=efficiency_pending)
+                if efficiency_pending:
+                    result.efficiency["train_wall_s"] = summary["wall_s"]
+                efficiency_pending = False
+                store.write_evaluation(out, dataset, split, result.aggregate, result.per_sample, result.efficiency,
+                                       result.marr, result.predictions)
+            store.update_meta(out, status="done", finished=_now(), device=summary["device"], amp=summary["amp"],
+                              train_wall_s=round(summary["wall_s"], 1), epochs=summary["epochs"],
+                              best_val_nme=summary["best_val_nme"], date=_now()[:10])
+        except Exception as err:
+            store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
+                              traceback=traceback.format_exc(limit=8), finished=_now())
+            raise
+        return self.run_id
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        """Requeue: a fresh instance resumes from the checkpoint in work_dir."""
+        return submitit.helpers.DelayedSubmission(RunJob(**self.__dict__))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, threads: int = 0) -> list[RunJob]:
+    return [RunJob(r.run_id, r.profile, r.seed, r.variants, r.config.to_dict(), r.evaluations, r.measure_efficiency,
+                   str(results_root), str(work_root), threads) for r in runs]
+
+
+def current_epochs(jobs: list[RunJob]) -> str:
+    parts = []
+    for job in jobs:
+        curve = job.work_dir / "curve.csv"
+        if curve.is_file():
+            lines = curve.read_text().strip().splitlines()
+            parts.append(f"{job.run_id[:6]}:e{len(lines) - 1}")
+    return " ".join(parts[-3:])
+
+
+def _wait(jobs: list[RunJob], handles: list, bar: tqdm, poll_s: float) -> list[str]:
+    """Waits for submitit jobs; returns an error message per failed job (others are not affected)."""
+    errors, pending = [], dict(zip(range(len(handles)), handles))
+    while pending:
+        for i, handle in list(pending.items()):
+            if handle.done():
+                exc = handle.exception()
+                if exc is not None:
+                    errors.append(f"{jobs[i].run_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
+                    _mark_failed_if_running(jobs[i], exc)
+                del pending[i]
+                bar.update(1)
+        bar.set_postfix_str(current_epochs([jobs[i] for i in pending]))
+        if pending:
+            time.sleep(poll_s)
+    return errors
+
+
+def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
+    """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
+    meta = store.read_meta(job.result_dir) or {}
+    if meta.get("status") != "failed":
+        store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dict | None = None,
+             max_parallel: int | None = None, poll_s: float = 2.0,
+             job_fn: Callable[[RunJob], object] | None = None) -> list[str]:
+    """Runs ``jobs``; returns the failures as messages. ``job_fn`` replaces ``job()`` in tests."""
+    if not jobs:
+        return []
+    bar = tqdm(total=len(jobs), desc="runs", unit="run")
+    try:
+        if executor == "debug":
+            errors = []
+            for job in jobs:
+                try:
+                    (job_fn or (lambda j: j()))(job)
+                except Exception as err:     # one failing variant must not stop the others
+                    errors.append(f"{job.run_id}: {type(err).__name__}: {err}")
+                bar.update(1)
+            return errors
+        folder = Path(jobs_root) / "%j"
+        if executor == "local":
+            cap = max_parallel or max(1, (os.cpu_count() or 2) // 2)
+            threads = max(1, (os.cpu_count() or 2) // cap)
+            errors = []
+            for start in range(0, len(jobs), cap):           # waves: LocalExecutor has no concurrency cap
+                wave = jobs[start:start + cap]
+                for job in wave:
+                    job.threads = threads
+                ex = submitit.LocalExecutor(folder=folder)
+                ex.update_parameters(timeout_min=24 * 60)
+                handles = [ex.submit(job) for job in wave]
+                errors += _wait(wave, handles, bar, poll_s)
+            return errors
+        if executor == "slurm":
+            cluster = cluster or {}
+            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            params = {"timeout_min": cluster.get("timeout_min", 60), "cpus_per_task": cluster.get("cpus_per_task", 1),
+                      "mem_gb": cluster.get("mem_gb", 4), "slurm_array_parallelism": cluster.get("array_parallelism", 16)}
+            for key in ("partition", "account", "qos", "constraint"):
+                if cluster.get(key):
+                    params[f"slurm_{key}"] = cluster[key]
+            if cluster.get("gpus_per_node"):
+                params["gpus_per_node"] = cluster["gpus_per_node"]
+            if cluster.get("setup"):
+                params["slurm_setup"] = list(cluster["setup"])
+            if cluster.get("additional_parameters"):
+                params["slurm_additional_parameters"] = dict(cluster["additional_parameters"])
+            ex.update_parameters(**params)
+            with ex.batch():
+                handles = [ex.submit(job) for job in jobs]
+            for job, handle in zip(jobs, handles):
+                store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
+                                  log=str(Path(str(folder).replace("%j", handle.job_id))))
+            return _wait(jobs, handles, bar, poll_s)
+        raise ValueError(f"executor {executor!r}: use one of {EXECUTORS}")
+    finally:
+        bar.close()

@@ -1,0 +1,275 @@
+"""The YAML registry: variants, tables, profiles, clusters -> validated, resolved runs.
+
+A run is (variant, profile, seed) resolved to a frozen :class:`RunConfig`; its id is a hash of that
+config, so identical configurations share one run whichever variants or tables ask for it.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from trans3dhead.config import ConfigError, RunConfig
+from trans3dhead.metrics import METRIC_DIRECTIONS
+
+REGISTRY_DIR = Path(__file__).parent / "registry"
+VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
+PROFILE_KEYS = {"description", "benchmark_note", "model", "data", "train"}
+TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps"}
+ROW_KEYS = {"label", "variant", "paper"}
+STEP_KEYS = {"from", "to", "metrics", "claim"}
+CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
+                "array_parallelism", "setup", "constraint", "additional_parameters"}
+# A profile may size and schedule a run, never switch an ablation (the paper's comparisons).
+ABLATION_SWITCHES = {"model": {"arch", "n_params", "encoder_layers", "decoder_layers", "branches", "qamem",
+                               "mqinit", "mean_face"}, "loss": "*"}
+EXTRA_METRICS = {"fps"}          # paper-only columns
+
+
+class RegistryError(ValueError):
+    """A registry file is wrong; the message names the file, the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    variant: str | None
+    paper: dict
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    from_label: str
+    to_label: str
+    metrics: tuple[str, ...]
+    claim: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    kind: str
+    dataset: str
+    split: str
+    metrics: tuple[str, ...]
+    efficiency: bool
+    sections: tuple[Section, ...]
+    steps: tuple[Step, ...]
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for section in self.sections for row in section.rows]
+
+    def row(self, label: str) -> Row:
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise KeyError(label)
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    run_id: str
+    variant: str
+    profile: str
+    seed: int
+    config: RunConfig
+    evaluations: tuple[tuple[str, str], ...] = ()       # (dataset, split) pairs the tables need
+    variants: tuple[str, ...] = ()                       # every variant name sharing this run
+    measure_efficiency: bool = False                     # a table with FPS columns needs this run
+
+
+def _unknown(keys, allowed, where: str) -> None:
+    for key in keys:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise RegistryError(f"{where}: unknown key '{key}'{did} (valid: {sorted(allowed)})")
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise RegistryError(f"registry file {path} is missing")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RegistryError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: expected a mapping of names to entries")
+    return data
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_id_of(config: RunConfig) -> str:
+    blob = json.dumps(config.to_dict(), sort_keys=True, default=list)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+class Registry:
+    def __init__(self, variants: dict, tables: dict[str, TableSpec], profiles: dict, clusters: dict[str, dict],
+                 root: Path):
+        self.variants, self.tables, self.profiles, self.clusters, self.root = variants, tables, profiles, clusters, root
+
+    # -- resolution ----------------------------------------------------------------------------------
+    def variant_chain(self, name: str) -> list[str]:
+        chain, seen = [], set()
+        current: str | None = name
+        while current is not None:
+            if current not in self.variants:
+                hint = difflib.get_close_matches(current, list(self.variants), n=1)
+                did = f"; did you mean '{hint[0]}'?" if hint else ""
+                raise RegistryError(f"unknown variant '{current}'{did} (see variants.yaml)")
+            if current in seen:
+                raise RegistryError(f"variants.yaml: 'base' cycle through {' -> '.join(chain + [current])}")
+            seen.add(current)
+            chain.append(current)
+            current = self.variants[current].get("base")
+        return chain[::-1]
+
+    def variant_dict(self, name: str) -> dict:
+        merged: dict = {}
+        for link in self.variant_chain(name):
+            entry = {k: v for k, v in self.variants[link].items() if k in ("model", "loss", "train")}
+            merged = _deep_merge(merged, entry)
+        return merged
+
+    def resolve(self, variant: str, profile: str, seed: int = 0) -> ResolvedRun:
+        if profile not in self.profiles:
+            hint = difflib.get_close_matches(profile, list(self.profiles), n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise RegistryError(f"unknown profile '{profile}'{did} (valid: {sorted(self.profiles)})")
+        prof = {k: v for k, v in self.profiles[profile].items() if k in ("model", "data", "train")}
+        raw = _deep_merge(_deep_merge(self.variant_dict(variant), prof), {"train": {"seed": seed}})
+        try:
+            config = RunConfig.from_dict(raw)
+        except ConfigError as err:
+            raise RegistryError(f"variant '{variant}' with profile '{profile}': {err}") from err
+        return ResolvedRun(run_id_of(config), variant, profile, seed, config)
+
+    def plan(self, target: str, profile: str, seeds: int = 1) -> list[ResolvedRun]:
+        """The runs ``target`` (a table, a figure or 'all') needs, one per distinct config."""
+        names = list(self.tables) if target == "all" else [target]
+        runs: dict[str, ResolvedRun] = {}
+        for name in names:
+            spec = self.table(name)
+            for row in spec.rows:
+                if row.variant is None:
+                    continue
+                for seed in range(seeds):
+                    run = self.resolve(row.variant, profile, seed)
+                    known = runs.get(run.run_id, run)
+                    evaluations = tuple(dict.fromkeys(known.evaluations + ((spec.dataset, spec.split),)))
+                    variants = tuple(dict.fromkeys(known.variants + (row.variant,)))
+                    runs[run.run_id] = ResolvedRun(known.run_id, known.variant, profile, seed, known.config,
+                                                   evaluations, variants, known.measure_efficiency or spec.efficiency)
+        return list(runs.values())
+
+    def table(self, name: str) -> TableSpec:
+        if name not in self.tables:
+            hint = difflib.get_close_matches(name, list(self.tables), n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise RegistryError(f"unknown table or figure '{name}'{did} (valid: {', '.join(self.tables)}, all)")
+        return self.tables[name]
+
+    def cluster(self, path: str | Path) -> dict:
+        path = Path(path)
+        data = _read_yaml(path)
+        _unknown(data, CLUSTER_KEYS, f"cluster file {path}")
+        return data
+
+
+def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
+    where = f"tables.yaml: {name}"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping")
+    _unknown(raw, TABLE_KEYS, where)
+    for key in ("title", "kind", "dataset", "split", "sections"):
+        if key not in raw:
+            raise RegistryError(f"{where}: missing '{key}'")
+    if raw["kind"] not in ("table", "figure"):
+        raise RegistryError(f"{where}: kind '{raw['kind']}' must be table or figure")
+    if raw["dataset"] not in ("dad3dheads", "aflw2000"):
+        raise RegistryError(f"{where}: dataset '{raw['dataset']}' must be dad3dheads or aflw2000")
+    metrics = tuple(raw.get("metrics") or ())
+    for metric in metrics:
+        if metric not in METRIC_DIRECTIONS:
+            raise RegistryError(f"{where}: unknown metric '{metric}' (valid: {sorted(METRIC_DIRECTIONS)})")
+    sections = []
+    for section in raw["sections"]:
+        rows = []
+        for row in section.get("rows", []):
+            _unknown(row, ROW_KEYS, f"{where} row {row.get('label')}")
+            if row.get("variant") is not None and row["variant"] not in variants:
+                hint = difflib.get_close_matches(str(row["variant"]), list(variants), n=1)
+                did = f"; did you mean '{hint[0]}'?" if hint else ""
+                raise RegistryError(f"{where}: row '{row.get('label')}' names variant '{row['variant']}', "
+                                    f"which variants.yaml does not define{did}")
+            paper = dict(row.get("paper") or {})
+            for metric in paper:
+                if metric not in metrics and metric not in EXTRA_METRICS:
+                    raise RegistryError(f"{where}: row '{row.get('label')}' has a paper value for '{metric}', "
+                                        f"which is not among the table's metrics {list(metrics)}")
+            rows.append(Row(str(row["label"]), row.get("variant"), paper))
+        sections.append(Section(str(section.get("name", "")), tuple(rows)))
+    labels = [r.label for s in sections for r in s.rows]
+    steps = []
+    for step in raw.get("steps") or []:
+        _unknown(step, STEP_KEYS, f"{where} step")
+        for end in ("from", "to"):
+            if step.get(end) not in labels:
+                raise RegistryError(f"{where}: step {end} '{step.get(end)}' is not a row label ({labels})")
+        steps.append(Step(step["from"], step["to"], tuple(step.get("metrics") or metrics), str(step.get("claim", ""))))
+    return TableSpec(name, str(raw["title"]), raw["kind"], raw["dataset"], str(raw["split"]), metrics,
+                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps))
+
+
+def _check_profile(name: str, raw: dict) -> None:
+    where = f"profiles.yaml: {name}"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping")
+    _unknown(raw, PROFILE_KEYS, where)
+    for group, keys in ABLATION_SWITCHES.items():
+        for key in raw.get(group) or {}:
+            if keys == "*" or key in keys:
+                raise RegistryError(f"{where}: a profile may not change the ablation switch '{group}.{key}'; "
+                                    "set it in a variant (variants.yaml) instead")
+
+
+def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
+    root = Path(root)
+    variants = _read_yaml(root / "variants.yaml")
+    for name, entry in variants.items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"variants.yaml: {name}: expected a mapping")
+        _unknown(entry, VARIANT_KEYS, f"variants.yaml: {name}")
+    profiles = _read_yaml(root / "profiles.yaml")
+    for name, entry in profiles.items():
+        _check_profile(name, entry)
+    tables = {name: _parse_table(name, raw, variants) for name, raw in _read_yaml(root / "tables.yaml").items()}
+    clusters = {p.stem: p for p in sorted((root / "clusters").glob("*.yaml"))}
+    registry = Registry(variants, tables, profiles, clusters, root)
+    for name in variants:                      # every variant must resolve under every profile
+        for profile in profiles:
+            registry.resolve(name, profile)
+    return registry

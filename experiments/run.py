@@ -1,0 +1,173 @@
+"""``python -m experiments.run``: plan, train, evaluate and report the paper's tables and figures.
+
+    python -m experiments.run table3 [--profile cpu] [--executor local|slurm|debug] [--cluster FILE]
+                                     [--seeds K] [--force] [--dry-run]
+    python -m experiments.run all | list | status [TABLE] | report [TABLE] [--check]
+
+Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad input (nothing submitted).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from experiments import launch, store
+from experiments.registry import RegistryError, load_registry
+from trans3dhead.config import ConfigError
+
+COMMANDS = ("list", "status", "report")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="a table or figure (table1..table8, figure7, figure8), all, list, status, report")
+    parser.add_argument("table", nargs="?", help="for status / report: restrict to one table")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--executor", default="local", choices=launch.EXECUTORS)
+    parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default cores // 2)")
+    parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
+    parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")
+    parser.add_argument("--registry", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--work", type=Path, default=Path("work"))
+    parser.add_argument("--jobs", type=Path, default=Path("jobs"))
+    return parser
+
+
+def _status_of(run_path: Path) -> tuple[str, str]:
+    meta = store.read_meta(run_path)
+    if meta is None:
+        return "missing", ""
+    return meta.get("status", "missing"), meta.get("error", "")
+
+
+def _needs_work(run, args) -> bool:
+    path = store.run_dir(args.results, args.profile, run.run_id)
+    status, _ = _status_of(path)
+    if status != "done":
+        return True
+    return not all(store.has_evaluation(path, d, s) for d, s in run.evaluations)
+
+
+def cmd_list(registry) -> int:
+    print("Variants:")
+    for name, entry in registry.variants.items():
+        print(f"  {name:22s} {entry.get('label', ''):20s} base={entry.get('base', '-')}")
+    print("Tables and figures:")
+    for name, spec in registry.tables.items():
+        print(f"  {name:8s} {spec.kind:6s} {spec.dataset}/{spec.split}: {spec.title}")
+    print("Profiles:")
+    for name, prof in registry.profiles.items():
+        print(f"  {name:6s} {prof.get('description', '')}")
+    return 0
+
+
+def cmd_status(registry, args) -> int:
+    runs = registry.plan(args.table or "all", args.profile, args.seeds)
+    counts: dict[str, int] = {}
+    for run in runs:
+        path = store.run_dir(args.results, args.profile, run.run_id)
+        status, error = _status_of(path)
+        counts[status] = counts.get(status, 0) + 1
+        meta = store.read_meta(path) or {}
+        log = meta.get("log") or meta.get("log_dir") or "-"
+        print(f"{run.run_id}  seed {run.seed}  {status:8s} {','.join(run.variants):28s} log: {log}"
+              + (f"\n    error: {error}" if error else ""))
+    print("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_report(registry, args) -> int:
+    from experiments import report
+    tables = [args.table] if args.table else list(registry.tables)
+    for table in tables:
+        registry.table(table)
+    if args.check:
+        problems = report.check_reports(registry, args.profile, args.results, args.reports)
+        for problem in problems:
+            print(f"report check: {problem}", file=sys.stderr)
+        print("reports reproduce byte for byte" if not problems else f"{len(problems)} report(s) differ")
+        return 1 if problems else 0
+    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(registry, args) -> int:
+    if args.seeds < 1:
+        raise UsageError(f"--seeds={args.seeds}: use 1 or more")
+    cluster = None
+    if args.executor == "slurm":
+        if args.cluster is None:
+            raise UsageError("--executor slurm needs --cluster FILE (e.g. experiments/registry/clusters/local.yaml)")
+        cluster = registry.cluster(args.cluster)
+        if shutil.which("sbatch") is None and not args.dry_run:
+            raise UsageError("--executor slurm: sbatch is not on PATH (start scripts/slurm-local/start.sh or use local)")
+    elif args.cluster is not None:
+        raise UsageError("--cluster only applies to --executor slurm")
+    runs = registry.plan(args.target, args.profile, args.seeds)
+    todo = [r for r in runs if args.force or _needs_work(r, args)]
+    if args.dry_run:
+        print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s)): {len(runs)} runs, "
+              f"{len(runs) - len(todo)} reused, {len(todo)} to run")
+        for run in runs:
+            mark = "run " if run in todo else "done"
+            d, t = run.config.data, run.config.train
+            images = t.epochs * (d.n_train // t.batch_size) * t.batch_size
+            print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
+                  f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, evals {list(run.evaluations)}")
+        return 0
+    if args.force:
+        for run in todo:
+            shutil.rmtree(args.work / args.profile / run.run_id, ignore_errors=True)
+            shutil.rmtree(store.run_dir(args.results, args.profile, run.run_id), ignore_errors=True)
+    jobs = launch.make_jobs(todo, args.results, args.work)
+    errors = launch.dispatch(jobs, args.executor, args.jobs / args.profile, cluster=cluster,
+                             max_parallel=args.max_parallel)
+    for error in errors:
+        print(f"failed: {error}", file=sys.stderr)
+    tables = list(registry.tables) if args.target == "all" else [args.target]
+    from experiments import report
+    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports):
+        print(f"wrote {path}")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        registry = load_registry(args.registry) if args.registry else load_registry()
+        if args.profile not in registry.profiles:
+            registry.resolve(next(iter(registry.variants)), args.profile)     # raises with a did-you-mean
+        if args.target == "list":
+            return cmd_list(registry)
+        if args.target == "status":
+            return cmd_status(registry, args)
+        if args.target == "report":
+            return cmd_report(registry, args)
+        if args.table:
+            raise UsageError(f"unexpected argument '{args.table}' after '{args.target}'")
+        if args.target != "all":
+            registry.table(args.target)
+        return cmd_run(registry, args)
+    except (RegistryError, ConfigError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", store.CorruptResultWarning)
+        sys.exit(main())
