@@ -36,20 +36,32 @@ class ScoreResult:
 
 
 def make_gt(split_dir: str | Path) -> list[dict]:
-    """The official ``generate_gt`` list from a DAD-3DHeads-layout split with annotations."""
+    """The official ``generate_gt`` list from a DAD-3DHeads-layout split with annotations (facts section 2).
+
+    ``split_dir`` holds ``<split>.json`` (entries with item_id, annotation_path, img_path, bbox,
+    attributes; paths relative to ``split_dir``) and the annotation JSONs. The image height comes
+    from the image header (PIL reads it lazily, without decoding the pixels).
+    """
     split_dir = Path(split_dir)
     split_file = split_dir / f"{split_dir.name}.json"
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file} is missing: --split-dir must be a DAD-3DHeads split folder")
     items = []
-    for entry in json.loads(split_file.read_text()):
-        ann_path = split_dir / entry.get("annotation_path", "")
+    for position, entry in enumerate(json.loads(split_file.read_text())):
+        missing = [key for key in ("item_id", "annotation_path", "img_path", "bbox") if key not in entry]
+        if missing:
+            raise KeyError(f"{split_file} entry {position} lacks {missing}")
+        item_id = entry["item_id"]
+        ann_path = split_dir / entry["annotation_path"]
         if not ann_path.is_file():
-            raise FileNotFoundError(f"annotation {ann_path} of item {entry.get('item_id')} is missing")
+            raise FileNotFoundError(f"annotation {ann_path} of item {item_id} is missing (a test split has none)")
         ann = json.loads(ann_path.read_text())
+        missing = [key for key in ("vertices", "model_view_matrix", "projection_matrix") if key not in ann]
+        if missing:
+            raise KeyError(f"annotation {ann_path} of item {item_id} lacks {missing}")
         with Image.open(split_dir / entry["img_path"]) as image:     # header only
             height = image.height
-        items.append({"id": entry["item_id"], "bbox": entry["bbox"], "vertices": ann["vertices"],
+        items.append({"id": item_id, "bbox": entry["bbox"], "vertices": ann["vertices"],
                       "model_view_matrix": ann["model_view_matrix"], "projection_matrix": ann["projection_matrix"],
                       "image_height": height, "attributes": entry.get("attributes", {})})
     return items
@@ -76,6 +88,7 @@ def _check_prediction(item_id: str, pred: object, n_vertices: int) -> tuple[dict
 
 
 def score_item(gt: dict, pred: dict[str, np.ndarray], topology: FlameTopology, z5_mode: str) -> dict[str, float]:
+    """The four metrics of one item, with the GT side computed as the official code does (facts 1-2)."""
     vertices = np.asarray(gt["vertices"], dtype=np.float64)
     mv, proj = np.asarray(gt["model_view_matrix"], float), np.asarray(gt["projection_matrix"], float)
     landmarks = topology.landmarks_68(vertices)
@@ -95,6 +108,15 @@ def score_item(gt: dict, pred: dict[str, np.ndarray], topology: FlameTopology, z
 
 
 def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5_mode: str = "official") -> ScoreResult:
+    """Score ``submission`` (official format, keyed by item id) against official GT items.
+
+    ``aggregate`` has per metric the mean over scored items, ``<m>_n`` and ``<m>_failed``, plus
+    ``n_items`` and ``n_problems``; ``per_item`` one row per GT item (``item_id``, the four metrics,
+    ``error``: empty when scored); ``problems`` one message per missing / malformed / non-finite /
+    unknown item. ``z5_mode``: ``official`` (the benchmark code's indexing) or ``readme``.
+    """
+    if z5_mode not in ("official", "readme"):
+        raise ValueError(f"z5_mode {z5_mode!r}: use official or readme")
     rows, problems = [], []
     gt_ids = {str(item["id"]) for item in gt_items}
     for unknown in sorted(set(map(str, submission)) - gt_ids):
@@ -111,8 +133,9 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
             else:
                 try:
                     row.update(score_item(gt, pred, topology, z5_mode))
-                except (ValueError, np.linalg.LinAlgError) as err:
-                    row["error"] = f"{item_id}: scoring failed ({err})"
+                except (KeyError, TypeError, IndexError, ValueError, np.linalg.LinAlgError) as err:
+                    # A malformed GT item (or a degenerate one) is reported like a bad prediction.
+                    row["error"] = f"{item_id}: scoring failed ({type(err).__name__}: {err})"
         if row["error"]:
             problems.append(row["error"])
         rows.append(row)
@@ -123,13 +146,25 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
     return ScoreResult(result, per_item, problems)
 
 
+class InputFileError(ValueError):
+    """A --gt / --pred file that cannot be read at all (the CLI exits with status 2)."""
+
+
 def _load_json(path: Path, what: str) -> object:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise SystemExit(f"error: {what} file {path} does not exist")
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"error: {what} file {path} is not valid JSON ({err})")
+        raise InputFileError(f"{what} file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{what} file {path} is not valid JSON ({err})") from None
+
+
+def _default_flame_dir(gt_path: Path) -> Path:
+    """The nearest ``flame/`` folder beside the GT file or above it (SynthHeads: ``DIR/flame``)."""
+    for folder in [gt_path.resolve().parent, *gt_path.resolve().parents]:
+        if (folder / "flame").is_dir():
+            return folder / "flame"
+    return gt_path.parent / "flame"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("score", help="score a submission")
     sc.add_argument("--gt", type=Path, required=True)
     sc.add_argument("--pred", type=Path, required=True)
-    sc.add_argument("--flame-dir", type=Path, help="FLAME folder (default: the flame/ folder beside the split)")
+    sc.add_argument("--flame-dir", type=Path, help="FLAME folder (default: the nearest flame/ beside or above --gt)")
     sc.add_argument("--out", type=Path)
     sc.add_argument("--allow-missing", action="store_true")
     sc.add_argument("--z5-mode", choices=("official", "readme"), default="official")
@@ -150,19 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "make-gt":
         try:
             items = make_gt(args.split_dir)
-        except (FileNotFoundError, KeyError, json.JSONDecodeError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:     # OSError: unreadable image too
+            print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
             return 2
         args.out.write_text(json.dumps(items))
         print(f"wrote {len(items)} GT items to {args.out}")
         return 0
 
-    gt_items = _load_json(args.gt, "ground-truth")
-    submission = _load_json(args.pred, "submission")
+    try:
+        gt_items = _load_json(args.gt, "ground-truth")
+        submission = _load_json(args.pred, "submission")
+    except InputFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not isinstance(gt_items, list) or not isinstance(submission, dict):
         print("error: --gt must hold a list of items and --pred an object keyed by item_id", file=sys.stderr)
         return 2
-    flame_dir = args.flame_dir or args.gt.parent / "flame"
+    flame_dir = args.flame_dir or _default_flame_dir(args.gt)
     try:
         topology = load_topology(flame_dir)
     except (FileNotFoundError, ValueError) as err:

@@ -1,0 +1,274 @@
+"""Scoring against official-format ground truth: round trips, perturbations, bad input, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trans3dhead import benchmark, metrics
+from trans3dhead.flame import io
+from trans3dhead.flame.assets import write_assets
+from trans3dhead.flame.topology import FlameTopology, load_topology
+from trans3dhead.geometry import model_view_from_rotation, project_official, rotation_from_euler, rotation_from_model_view
+
+WIDTH, HEIGHT = 120, 100                        # not square: the GT must read the height, not the width
+POSES = [(0.0, 0.0, 0.0), (10.0, -35.0, 5.0), (-15.0, 60.0, -10.0)]   # (pitch, yaw, roll) degrees
+GL_TO_IMAGE = np.diag([1.0, -1.0, -1.0])
+
+
+def _projection(focal: float = 250.0) -> np.ndarray:
+    """A plain OpenGL-style pinhole: pixels = focal * (x, y) / -z + centre, w = -z."""
+    return np.array([[focal, 0, -WIDTH / 2, 0], [0, focal, -HEIGHT / 2, 0], [0, 0, -1, -0.2], [0, 0, -1, 0.0]])
+
+
+def write_split(root: Path, flame_dir: Path, name: str = "val") -> Path:
+    """A tiny DAD-3DHeads-layout split: the template head under three poses, 1 m from the camera."""
+    split_dir = root / name
+    (split_dir / "images").mkdir(parents=True)
+    (split_dir / "annotations").mkdir()
+    template = io.load_model(flame_dir / io.MODEL_FILE)["v_template"]
+    entries = []
+    for index, pose in enumerate(POSES):
+        item_id = f"{name}_{index:03d}"
+        vertices = template * (1.0 + 0.05 * index)            # a different head size per item
+        mv = model_view_from_rotation(rotation_from_euler(np.array(pose)), np.array([0.01 * index, 0.0, -1.0]))
+        Image.new("RGB", (WIDTH, HEIGHT)).save(split_dir / "images" / f"{item_id}.png")
+        annotation = {"vertices": vertices.tolist(), "model_view_matrix": mv.tolist(),
+                      "projection_matrix": _projection().tolist()}
+        (split_dir / "annotations" / f"{item_id}.json").write_text(json.dumps(annotation))
+        pixels = project_official(vertices, mv, _projection(), HEIGHT)
+        lo, hi = pixels.min(0), pixels.max(0)
+        entries.append({"item_id": item_id, "annotation_path": f"annotations/{item_id}.json",
+                        "img_path": f"images/{item_id}.png", "bbox": [*lo.tolist(), *(hi - lo).tolist()],
+                        "attributes": {"pose": "front" if index == 0 else "sided"}})
+    (split_dir / f"{name}.json").write_text(json.dumps(entries))
+    return split_dir
+
+
+def submission_from_gt(gt_items: list[dict], topology: FlameTopology) -> dict:
+    """A perfect prediction: GT pixels, the GT world mesh in image-space axes (x right, y down,
+    z away from the camera) scaled to pixel-like units, and the GT rotation."""
+    submission = {}
+    for gt in gt_items:
+        vertices, mv = np.asarray(gt["vertices"]), np.asarray(gt["model_view_matrix"])
+        world = vertices @ mv[:3, :3].T + mv[:3, 3]
+        image_space = world @ GL_TO_IMAGE * 300.0 + [60.0, 50.0, 0.0]
+        landmarks = topology.landmarks_68(vertices)
+        submission[gt["id"]] = {
+            "68_landmarks_2d": project_official(landmarks, mv, np.asarray(gt["projection_matrix"]), gt["image_height"]),
+            "N_landmarks_3d": image_space,
+            "7_landmarks_3d": topology.landmarks_68(image_space)[list(metrics.SEVEN_LANDMARKS)],
+            "rotation_matrix": rotation_from_model_view(mv),
+        }
+    return submission
+
+
+def as_json(submission: dict) -> dict:
+    return {item_id: {key: np.asarray(value).tolist() for key, value in pred.items()}
+            for item_id, pred in submission.items()}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    flame_dir = write_assets(root / "flame", seed=0)
+    split_dir = write_split(root / "dad3dheads", flame_dir)
+    topology = load_topology(flame_dir)
+    gt_items = benchmark.make_gt(split_dir)
+    return root, split_dir, topology, gt_items
+
+
+# ---- make_gt ---------------------------------------------------------------------------------------
+
+def test_make_gt_official_fields(setup):
+    _, split_dir, topology, gt_items = setup
+    assert [g["id"] for g in gt_items] == ["val_000", "val_001", "val_002"]
+    for gt in gt_items:
+        assert set(gt) == {"id", "bbox", "vertices", "model_view_matrix", "projection_matrix", "image_height",
+                           "attributes"}
+        assert gt["image_height"] == HEIGHT
+        assert np.asarray(gt["vertices"]).shape == (topology.n_vertices, 3)
+        assert np.asarray(gt["model_view_matrix"]).shape == (4, 4)
+    assert gt_items[1]["attributes"] == {"pose": "sided"}
+
+
+def test_make_gt_reports_a_missing_annotation(tmp_path, setup):
+    _, split_dir, _, _ = setup
+    broken = tmp_path / "val"
+    broken.mkdir()
+    entries = json.loads((split_dir / "val.json").read_text())
+    (broken / "val.json").write_text(json.dumps(entries))
+    with pytest.raises(FileNotFoundError, match="val_000"):
+        benchmark.make_gt(broken)
+    with pytest.raises(FileNotFoundError, match="split folder"):
+        benchmark.make_gt(tmp_path)
+
+
+# ---- round trip and perturbations ------------------------------------------------------------------
+
+@pytest.mark.parametrize("z5_mode", ["official", "readme"])
+def test_submission_built_from_gt_scores_perfectly(setup, z5_mode):
+    _, _, topology, gt_items = setup
+    result = benchmark.score(gt_items, submission_from_gt(gt_items, topology), topology, z5_mode=z5_mode)
+    assert result.problems == []
+    per = result.per_item
+    np.testing.assert_allclose(per["nme"], 0.0, atol=1e-9)
+    np.testing.assert_array_equal(per["z5"], 1.0)
+    np.testing.assert_allclose(per["chamfer"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(per["pose_error"], 0.0, atol=1e-9)
+    assert result.aggregate["nme_n"] == 3 and result.aggregate["n_problems"] == 0
+    assert list(per["item_id"]) == [g["id"] for g in gt_items]
+
+
+def test_perturbed_submission_scores_as_expected(setup):
+    _, _, topology, gt_items = setup
+    submission = submission_from_gt(gt_items, topology)
+    theta = np.deg2rad(10.0)
+    tilt = np.array([[1, 0, 0], [0, np.cos(theta), -np.sin(theta)], [0, np.sin(theta), np.cos(theta)]])
+    for pred in submission.values():
+        pred["68_landmarks_2d"] = pred["68_landmarks_2d"] + [3.0, 4.0]          # 5 px everywhere
+        pred["rotation_matrix"] = tilt @ pred["rotation_matrix"]                 # 10 deg off
+        pred["N_landmarks_3d"] = pred["N_landmarks_3d"] * [1.0, 1.0, -1.0]       # depth order reversed
+        pred["7_landmarks_3d"] = pred["7_landmarks_3d"] * [1.0, 1.0, -1.0]
+    result = benchmark.score(gt_items, submission, topology)
+    assert result.problems == []
+    per = result.per_item
+    sizes = np.array([np.sqrt(g["bbox"][2] * g["bbox"][3]) for g in gt_items])
+    np.testing.assert_allclose(per["nme"], 5.0 / sizes * 100.0, rtol=1e-9)
+    np.testing.assert_allclose(per["pose_error"], 2 * np.sqrt(2) * np.sin(theta / 2), rtol=1e-9)
+    assert (per["z5"] < 0.05).all()            # only self-comparisons and exactly equal depths still agree
+    # The official alignment allows reflections, so a mirrored depth axis costs no Chamfer.
+    np.testing.assert_allclose(per["chamfer"], 0.0, atol=1e-12)
+    readme = benchmark.score(gt_items, submission, topology, z5_mode="readme").per_item
+    assert (readme["z5"] < 0.05).all()
+
+
+def test_chamfer_grows_with_vertex_noise(setup):
+    _, _, topology, gt_items = setup
+    submission = submission_from_gt(gt_items, topology)
+    rng = np.random.default_rng(0)
+    chamfers = []
+    for noise in (0.5, 2.0):                     # pixel-like units of the submission
+        noisy = {k: dict(v, N_landmarks_3d=v["N_landmarks_3d"] + rng.normal(scale=noise, size=v["N_landmarks_3d"].shape))
+                 for k, v in submission.items()}
+        chamfers.append(benchmark.score(gt_items, noisy, topology).aggregate["chamfer"])
+    assert 0 < chamfers[0] < chamfers[1]
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+def test_bad_items_are_listed_never_dropped(setup):
+    _, _, topology, gt_items = setup
+    submission = submission_from_gt(gt_items, topology)
+    del submission["val_000"]                                              # missing item
+    submission["val_001"]["N_landmarks_3d"] = submission["val_001"]["N_landmarks_3d"][:-1]   # wrong shape
+    submission["val_002"]["rotation_matrix"] = np.full((3, 3), np.nan)    # non-finite
+    submission["ghost"] = submission["val_001"]                            # unknown id
+    result = benchmark.score(gt_items, submission, topology)
+    text = "\n".join(result.problems)
+    assert "val_000: missing from the submission" in text
+    assert f"val_001: 'N_landmarks_3d' has shape ({topology.n_vertices - 1}, 3), expected ({topology.n_vertices}, 3)" in text
+    assert "val_002: 'rotation_matrix' holds non-finite numbers" in text
+    assert "ghost: not in the ground truth" in text
+    assert len(result.problems) == 4 and result.aggregate["n_problems"] == 4
+    assert result.aggregate["nme_n"] == 0 and result.aggregate["nme_failed"] == 3
+    assert result.per_item["error"].str.len().gt(0).all()
+
+
+def test_missing_key_and_non_object_prediction(setup):
+    _, _, topology, gt_items = setup
+    submission = submission_from_gt(gt_items, topology)
+    del submission["val_000"]["7_landmarks_3d"]
+    submission["val_001"] = [1, 2, 3]
+    submission["val_002"]["68_landmarks_2d"] = "oops"
+    problems = benchmark.score(gt_items, submission, topology).problems
+    assert problems == ["val_000: missing key '7_landmarks_3d'",
+                        "val_001: prediction is list, expected an object with ['68_landmarks_2d', 'N_landmarks_3d', "
+                        "'7_landmarks_3d', 'rotation_matrix']",
+                        "val_002: '68_landmarks_2d' is not a numeric array"]
+
+
+def test_malformed_gt_item_is_a_per_item_problem(setup):
+    _, _, topology, gt_items = setup
+    submission = submission_from_gt(gt_items, topology)
+    broken = [dict(gt_items[0], vertices=np.asarray(gt_items[0]["vertices"])[:10].tolist()), *gt_items[1:]]
+    result = benchmark.score(broken, submission, topology)
+    assert len(result.problems) == 1 and result.problems[0].startswith("val_000: scoring failed (ValueError")
+    assert result.aggregate["nme_n"] == 2
+
+
+def test_unknown_z5_mode_is_rejected(setup):
+    _, _, topology, gt_items = setup
+    with pytest.raises(ValueError, match="z5_mode"):
+        benchmark.score(gt_items, {}, topology, z5_mode="paper")
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+
+def test_cli_make_gt_then_score(setup, tmp_path, capsys):
+    root, split_dir, topology, gt_items = setup
+    gt_path, pred_path, out_path = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "scores.json"
+    assert benchmark.main(["make-gt", "--split-dir", str(split_dir), "--out", str(gt_path)]) == 0
+    assert json.loads(gt_path.read_text()) == json.loads(json.dumps(gt_items))
+    pred_path.write_text(json.dumps(as_json(submission_from_gt(gt_items, topology))))
+    args = ["score", "--gt", str(gt_path), "--pred", str(pred_path), "--flame-dir", str(root / "flame")]
+    assert benchmark.main([*args, "--out", str(out_path)]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("nme", "z5", "chamfer", "pose_error"))
+    scores = json.loads(out_path.read_text())
+    assert scores["aggregate"]["z5"] == 1.0 and scores["problems"] == []
+    assert [row["item_id"] for row in scores["per_item"]] == ["val_000", "val_001", "val_002"]
+
+
+def test_cli_exit_codes_on_problems(setup, tmp_path, capsys):
+    root, _, topology, gt_items = setup
+    gt_path, pred_path = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt_path.write_text(json.dumps(gt_items))
+    submission = as_json(submission_from_gt(gt_items, topology))
+    del submission["val_002"]
+    pred_path.write_text(json.dumps(submission))
+    args = ["score", "--gt", str(gt_path), "--pred", str(pred_path), "--flame-dir", str(root / "flame")]
+    assert benchmark.main(args) == 1
+    err = capsys.readouterr().err
+    assert "val_002: missing from the submission" in err and "--allow-missing" in err
+    assert benchmark.main([*args, "--allow-missing"]) == 0
+    assert benchmark.main(["score", "--gt", str(tmp_path / "nope.json"), "--pred", str(pred_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    pred_path.write_text("{not json")
+    assert benchmark.main(args) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert benchmark.main(["make-gt", "--split-dir", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_cli_finds_the_flame_folder_above_the_gt_file(setup, tmp_path):
+    root, split_dir, topology, gt_items = setup
+    gt_path = split_dir / "gt_for_cli_test.json"        # root/dad3dheads/val/: flame/ is two levels up
+    gt_path.write_text(json.dumps(gt_items))
+    pred_path = tmp_path / "pred.json"
+    pred_path.write_text(json.dumps(as_json(submission_from_gt(gt_items, topology))))
+    try:
+        assert benchmark.main(["score", "--gt", str(gt_path), "--pred", str(pred_path)]) == 0
+    finally:
+        gt_path.unlink()
+
+
+# ---- SynthHeads round trip -------------------------------------------------------------------------
+
+def test_synthheads_round_trip(tmp_path):
+    from trans3dhead.data.synth.generate import generate
+
+    out = generate(tmp_path / "synth", train=0, val=3, test=0, aflw=0, image_size=64, seed=0)
+    gt_path = tmp_path / "gt.json"
+    assert benchmark.main(["make-gt", "--split-dir", str(out / "dad3dheads" / "val"), "--out", str(gt_path)]) == 0
+    gt_items = json.loads(gt_path.read_text())
+    assert len(gt_items) == 3 and all(g["image_height"] == 64 for g in gt_items)
+    topology = load_topology(out / "flame")
+    result = benchmark.score(gt_items, as_json(submission_from_gt(gt_items, topology)), topology)
+    assert result.problems == []
+    assert result.aggregate["nme"] == pytest.approx(0.0, abs=1e-9)
+    assert result.aggregate["z5"] == 1.0
+    assert result.aggregate["chamfer"] == pytest.approx(0.0, abs=1e-9)
+    assert result.aggregate["pose_error"] == pytest.approx(0.0, abs=1e-6)
