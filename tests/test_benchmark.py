@@ -12,7 +12,8 @@ from trans3dhead import benchmark, metrics
 from trans3dhead.flame import io
 from trans3dhead.flame.assets import write_assets
 from trans3dhead.flame.topology import FlameTopology, load_topology
-from trans3dhead.geometry import model_view_from_rotation, project_official, rotation_from_euler, rotation_from_model_view
+from trans3dhead.geometry import (model_view_from_rotation, project_official, rotation_from_euler,
+                                  rotation_from_model_view)
 
 WIDTH, HEIGHT = 120, 100                        # not square: the GT must read the height, not the width
 POSES = [(0.0, 0.0, 0.0), (10.0, -35.0, 5.0), (-15.0, 60.0, -10.0)]   # (pitch, yaw, roll) degrees
@@ -152,8 +153,10 @@ def test_chamfer_grows_with_vertex_noise(setup):
     rng = np.random.default_rng(0)
     chamfers = []
     for noise in (0.5, 2.0):                     # pixel-like units of the submission
-        noisy = {k: dict(v, N_landmarks_3d=v["N_landmarks_3d"] + rng.normal(scale=noise, size=v["N_landmarks_3d"].shape))
-                 for k, v in submission.items()}
+        noisy = {}
+        for item_id, pred in submission.items():
+            jitter = rng.normal(scale=noise, size=pred["N_landmarks_3d"].shape)
+            noisy[item_id] = dict(pred, N_landmarks_3d=pred["N_landmarks_3d"] + jitter)
         chamfers.append(benchmark.score(gt_items, noisy, topology).aggregate["chamfer"])
     assert 0 < chamfers[0] < chamfers[1]
 
@@ -170,7 +173,8 @@ def test_bad_items_are_listed_never_dropped(setup):
     result = benchmark.score(gt_items, submission, topology)
     text = "\n".join(result.problems)
     assert "val_000: missing from the submission" in text
-    assert f"val_001: 'N_landmarks_3d' has shape ({topology.n_vertices - 1}, 3), expected ({topology.n_vertices}, 3)" in text
+    n = topology.n_vertices
+    assert f"val_001: 'N_landmarks_3d' has shape ({n - 1}, 3), expected ({n}, 3)" in text
     assert "val_002: 'rotation_matrix' holds non-finite numbers" in text
     assert "ghost: not in the ground truth" in text
     assert len(result.problems) == 4 and result.aggregate["n_problems"] == 4
@@ -198,6 +202,13 @@ def test_malformed_gt_item_is_a_per_item_problem(setup):
     result = benchmark.score(broken, submission, topology)
     assert len(result.problems) == 1 and result.problems[0].startswith("val_000: scoring failed (ValueError")
     assert result.aggregate["nme_n"] == 2
+
+
+def test_duplicate_gt_ids_are_reported(setup):
+    _, _, topology, gt_items = setup
+    result = benchmark.score([*gt_items, gt_items[0]], submission_from_gt(gt_items, topology), topology)
+    assert result.problems == ["val_000: appears 2 times in the ground truth (scored each time)"]
+    assert result.aggregate["nme_n"] == 4
 
 
 def test_unknown_z5_mode_is_rejected(setup):
@@ -235,6 +246,11 @@ def test_cli_exit_codes_on_problems(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "val_002: missing from the submission" in err and "--allow-missing" in err
     assert benchmark.main([*args, "--allow-missing"]) == 0
+    pred_path.write_text(json.dumps({}))                   # nothing scorable: null means, strict JSON
+    assert benchmark.main([*args, "--allow-missing", "--out", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert scores["aggregate"]["nme"] is None and scores["aggregate"]["nme_failed"] == 3
+    assert len(scores["problems"]) == 3
     assert benchmark.main(["score", "--gt", str(tmp_path / "nope.json"), "--pred", str(pred_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
     pred_path.write_text("{not json")

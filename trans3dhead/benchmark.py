@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ SUBMISSION_SHAPES = {"68_landmarks_2d": (68, 2), "N_landmarks_3d": None, "7_land
 
 @dataclass
 class ScoreResult:
+    """``aggregate``: metric means and counts; ``per_item``: one row per GT item; ``problems``: messages."""
+
     aggregate: dict[str, float]
     per_item: pd.DataFrame
     problems: list[str] = field(default_factory=list)
@@ -69,7 +72,8 @@ def make_gt(split_dir: str | Path) -> list[dict]:
 
 def _check_prediction(item_id: str, pred: object, n_vertices: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
     if not isinstance(pred, dict):
-        return None, f"{item_id}: prediction is {type(pred).__name__}, expected an object with {list(SUBMISSION_SHAPES)}"
+        expected = list(SUBMISSION_SHAPES)
+        return None, f"{item_id}: prediction is {type(pred).__name__}, expected an object with {expected}"
     arrays = {}
     for key, shape in SUBMISSION_SHAPES.items():
         if key not in pred:
@@ -118,16 +122,19 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
     if z5_mode not in ("official", "readme"):
         raise ValueError(f"z5_mode {z5_mode!r}: use official or readme")
     rows, problems = [], []
-    gt_ids = {str(item["id"]) for item in gt_items}
-    for unknown in sorted(set(map(str, submission)) - gt_ids):
+    by_id = {str(key): value for key, value in submission.items()}     # JSON keys are strings, GT ids may not be
+    gt_ids = [str(item["id"]) for item in gt_items]
+    for unknown in sorted(set(by_id) - set(gt_ids)):
         problems.append(f"{unknown}: not in the ground truth (unknown item id)")
-    for gt in gt_items:
-        item_id = str(gt["id"])
+    for duplicate, count in sorted(Counter(gt_ids).items()):
+        if count > 1:
+            problems.append(f"{duplicate}: appears {count} times in the ground truth (scored each time)")
+    for gt, item_id in zip(gt_items, gt_ids):
         row = {"item_id": item_id, **{m: np.nan for m in DAD_METRICS}, "error": ""}
-        if item_id not in submission:
+        if item_id not in by_id:
             row["error"] = f"{item_id}: missing from the submission"
         else:
-            pred, error = _check_prediction(item_id, submission[item_id], topology.n_vertices)
+            pred, error = _check_prediction(item_id, by_id[item_id], topology.n_vertices)
             if error:
                 row["error"] = error
             else:
@@ -208,12 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err} (pass --flame-dir)", file=sys.stderr)
         return 2
     result = score(gt_items, submission, topology, z5_mode=args.z5_mode)
-    table = pd.DataFrame([{m: result.aggregate[m] for m in DAD_METRICS} | {"items scored": result.aggregate["nme_n"]}])
+    table = pd.DataFrame([{m: result.aggregate[m] for m in DAD_METRICS}
+                          | {"scored": result.aggregate["nme_n"], "items": result.aggregate["n_items"]}])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for problem in result.problems:
         print(f"problem: {problem}", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps({"aggregate": result.aggregate, "problems": result.problems,
+        # NaN (nothing scored) becomes null: strict JSON, readable by any tool.
+        aggregate = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in result.aggregate.items()}
+        args.out.write_text(json.dumps({"aggregate": aggregate, "problems": result.problems,
                                         "per_item": json.loads(result.per_item.to_json(orient="records"))}, indent=1))
     if result.problems and not args.allow_missing:
         print(f"{len(result.problems)} item(s) could not be scored; fix them or pass --allow-missing", file=sys.stderr)
