@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.spatial.distance import cdist
 
 from trans3dhead import benchmark, metrics
 from trans3dhead.flame import io
@@ -145,6 +146,53 @@ def test_perturbed_submission_scores_as_expected(setup):
     np.testing.assert_allclose(per["chamfer"], 0.0, atol=1e-12)
     readme = benchmark.score(gt_items, submission, topology, z5_mode="readme").per_item
     assert (readme["z5"] < 0.05).all()
+
+
+def _literal_official_item(gt: dict, pred: dict, topology: FlameTopology) -> dict[str, float]:
+    """The facts' formulas written out step by step, independently of trans3dhead.metrics."""
+    vertices, mv, proj = (np.asarray(gt[k], float) for k in ("vertices", "model_view_matrix", "projection_matrix"))
+    homogeneous = np.hstack([vertices, np.ones((len(vertices), 1))])
+    world = (mv @ homogeneous.T).T[:, :3]
+    landmarks = topology.landmarks_68(vertices)
+    clip = (proj @ mv @ np.hstack([landmarks, np.ones((68, 1))]).T).T
+    gt_2d = np.stack([clip[:, 0] / clip[:, 3], gt["image_height"] - clip[:, 1] / clip[:, 3]], axis=1)
+    w, h = gt["bbox"][2:]
+    nme = np.mean(np.linalg.norm(np.asarray(pred["68_landmarks_2d"]) - gt_2d, axis=1)) / np.sqrt(w * h) * 100
+
+    ears = topology.subsets["face_w_ears"]
+    order = np.argsort(cdist(world[ears], world[ears]), axis=0, kind="stable")
+    gt_z, pred_z = -world[ears, 2], np.asarray(pred["N_landmarks_3d"])[ears, 2]
+    agree = [(gt_z[i] >= gt_z[order[i, j]]) == (pred_z[i] >= pred_z[order[i, j]])
+             for i in range(len(ears)) for j in range(1, 6)]
+
+    world_landmarks = topology.landmarks_68(world)
+    factor = 20.0 / np.linalg.norm(world_landmarks[39] - world_landmarks[42])
+    target, source = world_landmarks[list(metrics.SEVEN_LANDMARKS)] * factor, np.asarray(pred["7_landmarks_3d"])
+    target_c, source_c = target - target.mean(0), source - source.mean(0)
+    u, singular, vt = np.linalg.svd(source_c.T @ target_c)   # max trace(R^T S^T T) over orthogonal R
+    rotation = u @ vt
+    scale = singular.sum() / (source_c**2).sum()
+    aligned = scale * (np.asarray(pred["N_landmarks_3d"]) - source.mean(0)) @ rotation + target.mean(0)
+    chamfer = cdist(world[topology.subsets["face"]] * factor, aligned).min(axis=1) ** 2
+
+    r_gt = (np.diag([1.0, -1.0, -1.0, 1.0]) @ mv)[:3, :3]
+    pose = np.linalg.norm(np.eye(3) - np.asarray(pred["rotation_matrix"]) @ r_gt.T)
+    return {"nme": nme, "z5": np.mean(agree), "chamfer": chamfer.mean(), "pose_error": pose}
+
+
+def test_score_matches_the_literal_official_formulas(setup):
+    _, _, topology, gt_items = setup
+    rng = np.random.default_rng(1)
+    submission = submission_from_gt(gt_items, topology)
+    for pred in submission.values():
+        for key in benchmark.SUBMISSION_SHAPES:           # noise everywhere, rotations included (not orthogonal)
+            pred[key] = pred[key] + rng.normal(scale=2.0 if key != "rotation_matrix" else 0.05, size=pred[key].shape)
+    per = benchmark.score(gt_items, submission, topology).per_item.set_index("item_id")
+    for gt in gt_items:
+        expected = _literal_official_item(gt, submission[gt["id"]], topology)
+        for name, value in expected.items():
+            assert per.loc[gt["id"], name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+        assert 0.5 < expected["z5"] < 1.0 and expected["chamfer"] > 0
 
 
 def test_chamfer_grows_with_vertex_noise(setup):
