@@ -124,7 +124,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            losses.append(float(terms["total"]))
+            losses.append(float(terms["total"].detach()))
             images_seen += tc.batch_size
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")

@@ -26,21 +26,25 @@ class WeightedFusion(nn.Module):
 
 
 class BiFPNLayer(nn.Module):
-    def __init__(self, channels: int, n_levels: int):
+    """One top-down + bottom-up pass. ``n_outputs`` < ``n_levels`` stops the bottom-up path early
+    (the last layer of DAD-3DNet's neck: only P3..P5 are read, so P6/P7 fusions would be dead weights)."""
+
+    def __init__(self, channels: int, n_levels: int, n_outputs: int | None = None):
         super().__init__()
+        self.n_outputs = n_outputs or n_levels
         self.top_down = nn.ModuleList(WeightedFusion(2, channels) for _ in range(n_levels - 1))
         self.bottom_up = nn.ModuleList(WeightedFusion(3 if i < n_levels - 1 else 2, channels)
-                                       for i in range(1, n_levels))
+                                       for i in range(1, self.n_outputs))
 
     def forward(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``levels``: finest first; returns the same number of maps at the same sizes."""
+        """``levels``: finest first; returns the first ``n_outputs`` maps at the same sizes."""
         n = len(levels)
         td = list(levels)
         for i in range(n - 2, -1, -1):
             up = F.interpolate(td[i + 1], size=levels[i].shape[-2:], mode="nearest")
             td[i] = self.top_down[i]([levels[i], up])
         out = [td[0]]
-        for i in range(1, n):
+        for i in range(1, self.n_outputs):
             down = F.adaptive_max_pool2d(out[-1], levels[i].shape[-2:])
             inputs = [levels[i], td[i], down] if i < n - 1 else [levels[i], down]
             out.append(self.bottom_up[i - 1](inputs))
@@ -48,14 +52,16 @@ class BiFPNLayer(nn.Module):
 
 
 class BiFPN(nn.Module):
-    """Projects s1..s3 to ``channels``, adds P6 and P7 by striding, runs ``n_layers`` BiFPN layers."""
+    """Projects s1..s3 to ``channels``, adds P6 and P7 by striding, runs ``n_layers`` BiFPN layers;
+    returns P3..P(2 + n_outputs)."""
 
-    def __init__(self, in_channels: tuple[int, int, int], channels: int, n_layers: int):
+    def __init__(self, in_channels: tuple[int, int, int], channels: int, n_layers: int, n_outputs: int = 3):
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.p6 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         self.p7 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-        self.layers = nn.ModuleList(BiFPNLayer(channels, 5) for _ in range(n_layers))
+        self.layers = nn.ModuleList(BiFPNLayer(channels, 5, n_outputs if i == n_layers - 1 else 5)
+                                    for i in range(n_layers))
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> list[torch.Tensor]:
         p3, p4, p5 = (conv(x) for conv, x in zip(self.lateral, (s1, s2, s3)))

@@ -39,7 +39,7 @@ class DAD3DNet(nn.Module):
         s1 = self.stages[0](images)
         s2 = self.stages[1](s1)
         s3 = self.stages[2](s2)
-        p3, _, p5, _, _ = self.neck(s1, s2, s3)
+        p3, _, p5 = self.neck(s1, s2, s3)
         heatmaps = self.heatmap_head(p3)                                  # stride 4
         small = torch.sigmoid(F.interpolate(heatmaps, size=s3.shape[-2:], mode="bilinear", align_corners=False))
         fused = self.fuse(torch.cat([s3, small, F.interpolate(p5, size=s3.shape[-2:])], dim=1)) * s3

@@ -1,0 +1,109 @@
+"""Every registered variant builds, runs forward/backward with a finite loss, and trains the parameters
+it uses (timm-style: a broken registry entry cannot land)."""
+import pytest
+import torch
+
+from experiments.registry import load_registry
+from trans3dhead.config import ModelConfig
+from trans3dhead.flame.params import ParamLayout
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.losses import build_loss
+from trans3dhead.models import build_model
+from trans3dhead.models.qamem import QueryAwareValueTransform
+
+REGISTRY = load_registry()
+IMAGE = 64
+
+
+def _batch(flame_dir, batch_size=2):
+    from trans3dhead.flame.decoder import FlameDecoder
+    dec = FlameDecoder(flame_dir, 413)
+    torch.manual_seed(0)
+    params = torch.zeros(batch_size, 413)
+    params[:, 403:409] = torch.tensor([1.0, 0, 0, 0, -1.0, 0])
+    params[:, 412] = 6.0
+    gt = dec(params)
+    return {"image": torch.randn(batch_size, 3, IMAGE, IMAGE),
+            "landmarks_2d": (gt["landmarks_3d"][..., :2] + 1) / 2, "presence": torch.ones(batch_size, 68, dtype=torch.bool),
+            "projected_vertices": gt["projected_vertices"], "model_vertices": gt["model_vertices"],
+            "rotation": gt["rotation"], "euler": torch.zeros(batch_size, 3)}
+
+
+@pytest.mark.parametrize("variant", sorted(REGISTRY.variants))
+def test_every_registered_variant_trains_one_step(variant, flame_dir):
+    cfg = REGISTRY.resolve(variant, "smoke").config
+    model = build_model(cfg.model, flame_dir, torch.rand(68, 2) * 0.5 + 0.25)
+    loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir))
+    batch = _batch(flame_dir)
+    out = model(batch["image"])
+    n = cfg.model.n_params
+    assert out["params"].shape == (2, n)
+    assert out["landmarks_2d"].shape == (2, 68, 2)
+    assert out["model_vertices"].shape[1:] == (load_topology(flame_dir).n_vertices, 3)
+    terms = loss_fn(out, batch)
+    assert torch.isfinite(terms["total"]), terms
+    terms["total"].backward()
+    unused_ok = ("heatmap_head",) if cfg.loss.heatmap == 0 else ()
+    no_grad = [name for name, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all()) and not name.startswith(unused_ok)]
+    # Learnable query embeddings of a branch initialised by MQinit still get gradients through the
+    # positional path, so every trainable parameter must receive one.
+    assert not no_grad, f"{variant}: no gradient reaches {no_grad[:5]}"
+    if cfg.model.arch == "trans3dhead" and cfg.model.mean_face == "fixed":
+        assert "marr.mean_face" not in dict(model.named_parameters())
+    if cfg.model.mean_face.startswith("learnable") and "landmark" in cfg.model.branches:
+        assert model.marr.mean_face.requires_grad
+
+
+@pytest.mark.parametrize("n_params", [413, 160, 60])
+def test_parameter_layouts(n_params, flame_dir):
+    layout = ParamLayout.for_count(n_params)
+    assert layout.total == n_params
+    for arch in ("trans3dhead", "dad3dnet"):
+        cfg = ModelConfig(arch=arch, n_params=n_params, backbone="resnet18", backbone_stride=8, d_model=32, nheads=4,
+                          dim_feedforward=32, neck_channels=16, bifpn_layers=1, head_hidden=16)
+        out = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))(torch.randn(1, 3, IMAGE, IMAGE))
+        assert out["params"].shape == (1, n_params)
+        assert torch.all(out["params"][:, :layout.n_shape_like].abs() <= 3.0)
+
+
+def test_qamem_efficient_equals_naive():
+    torch.manual_seed(0)
+    qamem = QueryAwareValueTransform(n_queries=68, d_model=32, nheads=4).double()
+    with torch.no_grad():
+        qamem.conv.weight.normal_()
+        qamem.conv.bias.normal_()
+    attention = torch.softmax(torch.randn(3, 4, 68, 64, dtype=torch.float64), -1)
+    values = torch.randn(3, 4, 64, 8, dtype=torch.float64)
+    efficient = qamem.efficient(attention @ values)
+    naive = qamem.naive(attention, values)
+    assert (efficient - naive).abs().max() < 1e-5
+
+
+def test_qamem_starts_as_identity():
+    qamem = QueryAwareValueTransform(5, 16, 2)
+    x = torch.randn(2, 2, 5, 8)
+    assert torch.allclose(qamem.efficient(x), x)
+
+
+def test_marr_sums_residuals_onto_the_mean_face(flame_dir):
+    cfg = ModelConfig(backbone="resnet18", backbone_stride=8, d_model=32, nheads=4, dim_feedforward=32, decoder_layers=3)
+    mean = torch.rand(68, 2)
+    out = build_model(cfg, flame_dir, mean)(torch.randn(2, 3, IMAGE, IMAGE))
+    assert len(out["residuals_per_layer"]) == 3 and len(out["landmarks_per_layer"]) == 3
+    total = mean + sum(out["residuals_per_layer"])
+    assert torch.allclose(out["landmarks_2d"], total, atol=1e-6)
+    # Freshly built, every residual head outputs zero: the prediction starts at the mean face.
+    assert torch.allclose(out["landmarks_2d"], mean.expand(2, -1, -1), atol=1e-6)
+
+
+def test_pretrained_weights_offline_give_a_clear_error(monkeypatch, flame_dir):
+    import torchvision
+    from trans3dhead.models.backbone import PretrainedWeightsUnavailable
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(torchvision.models, "resnet18", offline)
+    cfg = ModelConfig(backbone="resnet18", backbone_stride=8, d_model=32, nheads=4, pretrained=True)
+    with pytest.raises(PretrainedWeightsUnavailable, match="hub/checkpoints"):
+        build_model(cfg, flame_dir, torch.rand(68, 2))
