@@ -248,12 +248,12 @@ def _check_profile(name: str, raw: dict) -> None:
     where = f"profiles.yaml: {name}"
     if not isinstance(raw, dict):
         raise RegistryError(f"{where}: expected a mapping")
-    _unknown(raw, PROFILE_KEYS, where)
     for group, keys in ABLATION_SWITCHES.items():
         for key in raw.get(group) or {}:
             if keys == "*" or key in keys:
                 raise RegistryError(f"{where}: a profile may not change the ablation switch '{group}.{key}'; "
                                     "set it in a variant (variants.yaml) instead")
+    _unknown(raw, PROFILE_KEYS, where)
 
 
 def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
@@ -263,6 +263,10 @@ def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
         if not isinstance(entry, dict):
             raise RegistryError(f"variants.yaml: {name}: expected a mapping")
         _unknown(entry, VARIANT_KEYS, f"variants.yaml: {name}")
+        try:        # the entry's own keys and values, so the message names the variant that has the typo
+            RunConfig.from_dict({k: v for k, v in entry.items() if k in ("model", "loss", "train")})
+        except ConfigError as err:
+            raise RegistryError(f"variants.yaml: {name}: {err}") from err
     profiles = _read_yaml(root / "profiles.yaml")
     for name, entry in profiles.items():
         _check_profile(name, entry)

@@ -1,0 +1,108 @@
+"""Registry resolution and the bad-input table: each malformed input gives its clear message and exit
+code 2, and nothing is submitted."""
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments import run
+from experiments.registry import REGISTRY_DIR, load_registry
+
+REGISTRY = load_registry()
+
+
+def test_every_variant_resolves_under_every_profile():
+    for variant in REGISTRY.variants:
+        for profile in REGISTRY.profiles:
+            resolved = REGISTRY.resolve(variant, profile)
+            assert len(resolved.run_id) == 10
+
+
+def test_identical_configs_share_one_run():
+    plan = REGISTRY.plan("table3", "smoke")
+    by_variant = {v: r.run_id for r in plan for v in r.variants}
+    assert len(plan) == 11                       # 12 rows, "+QA" and "E/D 0/2" are the same run
+    assert REGISTRY.resolve("qa", "smoke").run_id == by_variant["qa"]
+    assert REGISTRY.resolve("qa", "smoke", seed=1).run_id != by_variant["qa"]
+    everything = REGISTRY.plan("all", "smoke")
+    assert len({r.run_id for r in everything}) == len(everything)
+
+
+def test_variants_state_only_their_difference():
+    assert REGISTRY.variant_dict("euler_qa") == {"model": {"qamem": "landmark", "mean_face": "none"},
+                                                 "loss": {"euler": 0.05}}
+    assert REGISTRY.resolve("dad3dnet", "paper").config.loss.heatmap == 1.0
+
+
+def _edit(path: Path, name: str, change) -> None:
+    data = yaml.safe_load((path / name).read_text())
+    change(data)
+    (path / name).write_text(yaml.safe_dump(data))
+
+
+def _set(data, keys, value):
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+CASES = [
+    ("variant typo", "variants.yaml", lambda d: _set(d, ["qa", "model", "qamen"], "landmark"), [], "qa: unknown key 'model.qamen'; did you mean 'model.qamem'"),
+    ("variant group typo", "variants.yaml", lambda d: _set(d, ["qa", "modle"], {}), [], "qa: unknown key 'modle'; did you mean 'model'"),
+    ("wrong type", "variants.yaml", lambda d: _set(d, ["qa", "model", "decoder_layers"], "two"), [], "expected an integer"),
+    ("bad choice", "variants.yaml", lambda d: _set(d, ["qa", "model", "qamem"], "all"), [], "model.qamem='all'"),
+    ("bad n_params", "variants.yaml", lambda d: _set(d, ["qa", "model", "n_params"], 100), [], "model.n_params=100"),
+    ("unknown base", "variants.yaml", lambda d: _set(d, ["qa", "base"], "basline"), [], "did you mean 'baseline'"),
+    ("base cycle", "variants.yaml", lambda d: _set(d, ["trans3dhead", "base"], "qa"), [], "cycle"),
+    ("row without variant", "tables.yaml",
+     lambda d: _set(d["table3"]["sections"][0]["rows"][1], ["variant"], "basline"), [], "does not define"),
+    ("unknown metric", "tables.yaml", lambda d: _set(d, ["table3", "metrics"], ["nme", "nmee"]), [], "unknown metric 'nmee'"),
+    ("step label", "tables.yaml", lambda d: _set(d["table3"]["steps"][0], ["from"], "Baseline"), [], "not a row label"),
+    ("profile changes a switch", "profiles.yaml", lambda d: _set(d, ["smoke", "model", "qamem"], "both"), [],
+     "may not change the ablation switch 'model.qamem'"),
+    ("profile changes a loss weight", "profiles.yaml", lambda d: _set(d, ["smoke", "loss"], {"euler": 0.0}), [],
+     "may not change the ablation switch 'loss.euler'"),
+    ("profile typo", "profiles.yaml", lambda d: _set(d, ["smoke", "trian"], {}), [], "did you mean 'train'"),
+    ("unknown table", None, None, ["tabel3"], "did you mean 'table3'"),
+    ("unknown profile", None, None, ["table3", "--profile", "smok"], "did you mean 'smoke'"),
+    ("zero seeds", None, None, ["table3", "--profile", "smoke", "--seeds", "0"], "use 1 or more"),
+    ("slurm without cluster", None, None, ["table3", "--profile", "smoke", "--executor", "slurm"], "needs --cluster"),
+    ("cluster without slurm", None, None, ["table3", "--profile", "smoke", "--cluster", "x.yaml"], "only applies"),
+    ("stray argument", None, None, ["table3", "table4", "--profile", "smoke"], "unexpected argument"),
+]
+
+
+@pytest.mark.parametrize("name, file, change, argv, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_clearly(name, file, change, argv, message, tmp_path, capsys):
+    registry = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, registry)
+    if file:
+        _edit(registry, file, change)
+    argv = argv or ["table3", "--profile", "smoke"]
+    code = run.main([*argv, "--registry", str(registry), "--results", str(tmp_path / "results"),
+                     "--work", str(tmp_path / "work"), "--jobs", str(tmp_path / "jobs")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "jobs").exists()
+
+
+def test_invalid_yaml_and_cluster_typo(tmp_path, capsys):
+    registry = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, registry)
+    (registry / "clusters" / "bad.yaml").write_text("partiton: gpu\n")
+    code = run.main(["table3", "--profile", "smoke", "--executor", "slurm", "--cluster", str(registry / "clusters" / "bad.yaml"),
+                     "--registry", str(registry), "--dry-run"])
+    assert code == 2 and "did you mean 'partition'" in capsys.readouterr().err
+    (registry / "variants.yaml").write_text("qa: {base: [unclosed\n")
+    assert run.main(["table3", "--registry", str(registry)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan_and_submits_nothing(tmp_path, capsys):
+    code = run.main(["table3", "--profile", "smoke", "--dry-run", "--results", str(tmp_path / "r"),
+                     "--jobs", str(tmp_path / "j")])
+    out = capsys.readouterr().out
+    assert code == 0 and "11 runs, 0 reused, 11 to run" in out and "training images" in out
+    assert not (tmp_path / "r").exists() and not (tmp_path / "j").exists()
