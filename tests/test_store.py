@@ -1,0 +1,69 @@
+"""Result store: atomic writes, concurrent writers, corrupt files reported and ignored."""
+import json
+import multiprocessing as mp
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import store
+
+
+def _write(path, run_id, metrics, seed=0, status="done", n=20, offset=0.0):
+    out = path / run_id
+    store.write_meta(out, {"variants": ["v"], "seed": seed, "status": status, "benchmark": "synthheads",
+                           "code_version": "abc", "device": "cpu", "date": "2026-11-24", "error": ""})
+    per = pd.DataFrame({"item_id": [f"i{k}" for k in range(n)], **{m: np.full(n, v) + offset for m, v in metrics.items()}})
+    store.write_evaluation(out, "dad3dheads", "val", {m: float(per[m].mean()) for m in metrics}, per, {}, None, {})
+    return out
+
+
+def _hammer(root, worker):
+    for i in range(30):
+        _write(root, "shared", {"nme": float(worker * 100 + i)})
+
+
+def test_collect_reads_what_was_written(tmp_path):
+    _write(tmp_path / "cpu", "r1", {"nme": 1.5, "z5": 0.9})
+    frame = store.collect(tmp_path, "cpu")
+    assert frame.loc[0, "nme"] == 1.5 and frame.loc[0, "z5"] == pytest.approx(0.9) and frame.loc[0, "status"] == "done"
+    assert list(store.per_sample(tmp_path / "cpu" / "r1", "dad3dheads", "val")["nme"]) == [1.5] * 20
+
+
+def test_two_concurrent_writers_corrupt_nothing(tmp_path):
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_hammer, args=(tmp_path / "cpu", w)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # any corrupt-file warning fails the test
+        frame = store.collect(tmp_path, "cpu")
+    assert frame.loc[0, "nme"] in {129.0, 229.0}
+    per = store.per_sample(tmp_path / "cpu" / "shared", "dad3dheads", "val")
+    assert len(per) == 20 and per["nme"].nunique() == 1
+    assert not list((tmp_path / "cpu" / "shared").glob(".*tmp*"))
+
+
+def test_corrupt_and_partial_results_are_reported_and_ignored(tmp_path):
+    _write(tmp_path / "cpu", "good", {"nme": 1.0})
+    bad = _write(tmp_path / "cpu", "bad", {"nme": 2.0})
+    (bad / "eval-dad3dheads-val.json").write_text('{"dataset": "dad3dheads", "aggr')
+    (tmp_path / "cpu" / "nometa").mkdir()
+    with pytest.warns(store.CorruptResultWarning) as caught:
+        frame = store.collect(tmp_path, "cpu")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "eval-dad3dheads-val.json is corrupt" in messages and "nometa" in messages
+    assert frame[frame["run_id"] == "good"]["nme"].item() == 1.0
+    assert "bad" not in set(frame["run_id"].dropna()) or frame[frame["run_id"] == "bad"]["nme"].isna().all()
+
+
+def test_atomic_json_leaves_the_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "x.json"
+    store.atomic_write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        store.atomic_write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
