@@ -1,0 +1,120 @@
+"""SynthHeads generation and the official-format loaders."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trans3dhead.config import DataConfig
+from trans3dhead.data import AFLW2000Dataset, DAD3DHeadsDataset, DatasetError, ensure_synthheads, mean_landmarks
+from trans3dhead.data.synth.render import rasterize
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.geometry import project_official
+
+
+def _dataset(root, split="val", train=False, size=64):
+    return DAD3DHeadsDataset(root / "dad3dheads" / split, root / "flame", size, train=train, seed=0)
+
+
+def test_official_layout_is_written(synth_root):
+    split = json.loads((synth_root / "dad3dheads" / "train" / "train.json").read_text())
+    assert len(split) == 24
+    entry = split[0]
+    assert set(entry) == {"item_id", "annotation_path", "img_path", "bbox", "attributes"}
+    assert entry["attributes"]["pose"] in {"front", "sided", "atypical"}
+    ann = json.loads((synth_root / "dad3dheads" / "train" / entry["annotation_path"]).read_text())
+    assert np.asarray(ann["model_view_matrix"]).shape == (4, 4) and np.asarray(ann["vertices"]).shape[1] == 3
+    assert len(list((synth_root / "aflw2000").glob("*.mat"))) == 6
+
+
+def test_loader_targets_reproject_within_half_a_pixel(synth_root):
+    ds = _dataset(synth_root, "train", train=True)
+    topo = load_topology(synth_root / "flame")
+    for index in range(6):
+        item = ds[index]
+        ann = ds.annotation(index)
+        pixels = project_official(topo.landmarks_68(ann["vertices"]), ann["model_view"], ann["projection"],
+                                  item["image_height"])
+        crop_px = (pixels - item["crop_origin"].numpy()) / item["crop_scale"].item()
+        assert np.abs(crop_px - item["landmarks_2d"].numpy() * 64).max() < 0.5
+        assert item["image"].shape == (3, 64, 64)
+        assert torch.allclose(item["rotation"] @ item["rotation"].T, torch.eye(3), atol=1e-5)
+
+
+def test_visible_landmarks_are_on_head_pixels(synth_root):
+    """Re-rasterise the head alone: the 68 landmarks of a head facing the camera land on head pixels."""
+    ds = _dataset(synth_root, "train")
+    topo = load_topology(synth_root / "flame")
+    checked = 0
+    for index, entry in enumerate(ds.entries):
+        ann = ds.annotation(index)
+        from trans3dhead.geometry import euler_from_rotation_np, rotation_from_model_view
+        pitch, yaw, roll = euler_from_rotation_np(rotation_from_model_view(ann["model_view"]))
+        if abs(yaw) > 25 or abs(pitch) > 20:
+            continue
+        height = 96
+        verts = ann["vertices"]
+        pix = torch.tensor(project_official(verts, ann["model_view"], ann["projection"], height), dtype=torch.float32)
+        depth = torch.tensor(-(verts @ ann["model_view"][:3, :3].T + ann["model_view"][:3, 3])[:, 2], dtype=torch.float32)
+        mask = rasterize(pix, depth, torch.as_tensor(topo.faces.astype(np.int64)), height, height).mask.numpy()
+        lmk = project_official(topo.landmarks_68(verts), ann["model_view"], ann["projection"], height)
+        inner = lmk[17:]                         # the contour may sit on the silhouette
+        cols, rows = np.clip(inner.astype(int), 0, height - 1).T
+        assert mask[rows, cols].mean() > 0.95
+        checked += 1
+    assert checked >= 1
+
+
+def test_generation_is_deterministic_and_cached(tmp_path):
+    cfg = DataConfig(root=str(tmp_path), n_train=3, n_val=2, n_test=1, n_aflw=1, render_size=64, synth_seed=5)
+    first = ensure_synthheads(cfg)
+    image = first / "dad3dheads" / "train" / "images" / "train_000001.png"
+    before = image.read_bytes()
+    stamp = image.stat().st_mtime_ns
+    assert ensure_synthheads(cfg) == first and image.stat().st_mtime_ns == stamp      # cached: nothing regenerated
+    from trans3dhead.data.synth.generate import generate
+    again = generate(tmp_path / "again", train=3, val=2, test=1, aflw=1, image_size=64, seed=5)
+    assert (again / "dad3dheads" / "train" / "images" / "train_000001.png").read_bytes() == before
+
+
+def test_mean_face_and_aflw(synth_root):
+    mean = mean_landmarks(_dataset(synth_root, "train"))
+    assert mean.shape == (68, 2) and np.all((mean > 0) & (mean < 1))
+    aflw = AFLW2000Dataset(synth_root / "aflw2000", 64)
+    item = aflw[0]
+    assert item["euler"].shape == (3,) and item["image"].shape == (3, 64, 64)
+
+
+def test_bad_input_names_the_file(synth_root, tmp_path):
+    import shutil
+    split = tmp_path / "dad3dheads" / "val"
+    shutil.copytree(synth_root / "dad3dheads" / "val", split)
+    shutil.copytree(synth_root / "flame", tmp_path / "flame")
+    ds = _dataset(tmp_path)
+    entry = ds.entries[0]
+    (split / entry["annotation_path"]).write_text("{not json")
+    with pytest.raises(DatasetError, match=entry["annotation_path"].split("/")[-1]):
+        ds[0]
+    (split / ds.entries[1]["img_path"]).unlink()
+    with pytest.raises(DatasetError, match="is missing"):
+        ds[1]
+    entries = json.loads((split / "val.json").read_text())
+    entries[2]["bbox"] = [5000, 5000, 10, 10]
+    (split / "val.json").write_text(json.dumps(entries))
+    with pytest.raises(DatasetError, match="outside its"):
+        _dataset(tmp_path)[2]
+    (tmp_path / "flame" / "flame_static_embedding.pkl").unlink()
+    with pytest.raises((DatasetError, FileNotFoundError, ValueError), match="flame_static_embedding"):
+        _dataset(tmp_path)
+
+
+def test_prediction_only_split(synth_root, tmp_path):
+    import shutil
+    split = tmp_path / "dad3dheads" / "test"
+    shutil.copytree(synth_root / "dad3dheads" / "test", split)
+    shutil.rmtree(split / "annotations")
+    ds = DAD3DHeadsDataset(split, synth_root / "flame", 64, train=False)
+    assert not ds.has_annotations
+    item = ds[0]
+    assert "landmarks_2d" not in item and item["image"].shape == (3, 64, 64)
