@@ -1,0 +1,98 @@
+"""The suite end to end on the smoke profile: a failing variant fails alone, kill -9 resumes, reruns are free."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments import run, store
+from experiments.registry import REGISTRY_DIR, load_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """A registry with a two-row table and a variant whose loss turns NaN at its first step."""
+    base = tmp_path_factory.mktemp("mini")
+    registry = base / "registry"
+    shutil.copytree(REGISTRY_DIR, registry)
+    variants = yaml.safe_load((registry / "variants.yaml").read_text())
+    variants["broken"] = {"base": "baseline", "label": "broken", "train": {"inject_nan_at_step": 0}}
+    (registry / "variants.yaml").write_text(yaml.safe_dump(variants))
+    tables = yaml.safe_load((registry / "tables.yaml").read_text())
+    tables["mini"] = {"title": "mini", "kind": "table", "dataset": "dad3dheads", "split": "val",
+                      "metrics": ["nme", "z5", "chamfer", "pose_error"],
+                      "sections": [{"name": "", "rows": [{"label": "baseline", "variant": "baseline", "paper": {"nme": 1.847}},
+                                                         {"label": "broken", "variant": "broken", "paper": {}}]}],
+                      "steps": [{"from": "baseline", "to": "broken", "metrics": ["nme"], "claim": "none"}]}
+    (registry / "tables.yaml").write_text(yaml.safe_dump(tables))
+    dirs = {k: base / k for k in ("results", "reports", "work", "jobs")}
+    return registry, dirs
+
+
+def _argv(target, registry, dirs, *extra):
+    return [target, "--profile", "smoke", "--registry", str(registry), *extra,
+            *[x for k, v in dirs.items() for x in (f"--{k}", str(v))]]
+
+
+def test_failing_variant_fails_alone_and_shows_everywhere(mini, capsys):
+    registry, dirs = mini
+    code = run.main(_argv("mini", registry, dirs, "--executor", "debug"))
+    out, err = capsys.readouterr()
+    assert code == 1 and "NonFiniteLossError" in err
+    reg = load_registry(registry)
+    good = store.read_meta(store.run_dir(dirs["results"], "smoke", reg.resolve("baseline", "smoke").run_id))
+    bad = store.read_meta(store.run_dir(dirs["results"], "smoke", reg.resolve("broken", "smoke").run_id))
+    assert good["status"] == "done" and bad["status"] == "failed" and "step 0" in bad["error"]
+    md = (dirs["reports"] / "smoke" / "mini.md").read_text()
+    assert "| baseline |" in md and "failed: NonFiniteLossError" in md
+    assert run.main(["status", "mini", "--profile", "smoke", "--registry", str(registry),
+                     "--results", str(dirs["results"])]) == 0
+    status = capsys.readouterr().out
+    assert "failed" in status and "done" in status
+
+    good_path = store.run_dir(dirs["results"], "smoke", reg.resolve("baseline", "smoke").run_id)
+    started = store.read_meta(good_path)["started"]
+    assert run.main(_argv("mini", registry, dirs, "--executor", "debug")) == 1   # only the broken run is retried
+    capsys.readouterr()
+    assert store.read_meta(good_path)["started"] == started                      # the finished run was not redone
+
+
+def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
+    registry, _ = mini
+    dirs = {k: tmp_path / k for k in ("results", "reports", "work", "jobs")}
+    reg = load_registry(registry)
+    resolved = reg.resolve("baseline", "smoke")
+    raw = resolved.config.to_dict()
+    raw["train"]["epochs"] = 4
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
+            "from experiments.launch import RunJob;"
+            f"RunJob('{resolved.run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), False, "
+            f"{str(dirs['results'])!r}, {str(dirs['work'])!r})()")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
+    ckpt = dirs["work"] / "smoke" / resolved.run_id / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = json.loads((dirs["results"] / "smoke" / resolved.run_id / "meta.json").read_text())
+    assert before["status"] == "running"                       # killed mid-training
+    import torch
+    epoch_at_kill = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 1 <= epoch_at_kill < 4
+    # Rerunning completes the same run from its checkpoint (same job, as the CLI would submit it).
+    from experiments.launch import RunJob
+    RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),), False,
+           str(dirs["results"]), str(dirs["work"]))()
+    after = store.read_meta(dirs["results"] / "smoke" / resolved.run_id)
+    assert after["status"] == "done" and after["epochs"] == 4
+    curve = store.curve(dirs["results"] / "smoke" / resolved.run_id)
+    assert list(curve["epoch"]) == [1, 2, 3, 4]
