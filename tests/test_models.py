@@ -71,8 +71,8 @@ def test_qamem_efficient_equals_naive():
     torch.manual_seed(0)
     qamem = QueryAwareValueTransform(n_queries=68, d_model=32, nheads=4).double()
     with torch.no_grad():
-        qamem.conv.weight.normal_()
-        qamem.conv.bias.normal_()
+        qamem.weight.normal_()
+        qamem.bias.normal_()
     attention = torch.softmax(torch.randn(3, 4, 68, 64, dtype=torch.float64), -1)
     values = torch.randn(3, 4, 64, 8, dtype=torch.float64)
     efficient = qamem.efficient(attention @ values)
