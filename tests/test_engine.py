@@ -1,4 +1,7 @@
 """Training engine: reproducibility, bit-exact resume, NaN handling, evaluation outputs."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -92,3 +95,17 @@ def test_short_training_beats_the_mean_face_by_a_margin(tmp_path):
     mean = torch.tensor(mean_landmarks(build_dataset(cfg.data, "dad3dheads", "train", train=True)), dtype=torch.float32)
     baseline = torch.cat([landmark_nme(mean.expand(len(b["item_id"]), -1, -1), b, 64) for b in eval_loader(val, 16)])
     assert summary["final_val_nme"] < 0.6 * float(baseline.mean()), (summary["final_val_nme"], float(baseline.mean()))
+
+
+def test_predict_writes_landmarks_mesh_pose_and_picture(tiny_cfg, tmp_path):
+    from trans3dhead.data.embedded import synth_dir
+    from trans3dhead.predict import main
+    cfg = _cfg(tiny_cfg, epochs=1)
+    summary = train(cfg, tmp_path / "run", show_progress=False)
+    image = next((synth_dir(cfg.data) / "dad3dheads" / "test" / "images").glob("*.png"))
+    assert main([summary["checkpoint"], str(image), "--out", str(tmp_path / "pred"), "--bbox", "10", "10", "40", "40"]) == 0
+    stem = tmp_path / "pred" / image.stem
+    assert len(json.loads(Path(f"{stem}.landmarks.json").read_text())["68_landmarks_2d"]) == 68
+    assert set(json.loads(Path(f"{stem}.pose.json").read_text())) >= {"pitch", "yaw", "roll", "rotation_matrix"}
+    assert Path(f"{stem}.obj").read_text().startswith("v ") and Path(f"{stem}.png").stat().st_size > 1000
+    assert main([str(tmp_path / "missing.pt"), str(image), "--out", str(tmp_path / "x")]) == 2

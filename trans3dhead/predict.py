@@ -1,0 +1,100 @@
+"""``python -m trans3dhead.predict CKPT IMAGES... --out DIR [--bbox X Y W H]``
+
+For each image: 68 landmarks (JSON, original pixels), the head mesh (.obj, image space in pixels),
+the pose (Euler angles in the official convention and the rotation matrix, JSON) and a picture
+(PNG with the landmarks and the pose axes drawn).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from trans3dhead.data import flame_dir_for
+from trans3dhead.data.transforms import crop_geometry, crop_image, jittered_crop
+from trans3dhead.engine.batches import autocast, crop_units_to_original, posed_to_original
+from trans3dhead.engine.checkpoint import CheckpointError
+from trans3dhead.engine.evaluate import load_model
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.geometry import euler_from_rotation_np
+
+
+def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    lines = [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def draw(path: Path, image: Image.Image, landmarks: np.ndarray, rotation: np.ndarray) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 4 * image.height / image.width))
+    ax.imshow(image)
+    ax.scatter(landmarks[:, 0], landmarks[:, 1], s=6, c="lime")
+    centre, length = landmarks.mean(0), 0.3 * (landmarks[:, 1].max() - landmarks[:, 1].min() + 1)
+    for axis, colour in zip(rotation.T, ("red", "green", "blue")):
+        ax.plot([centre[0], centre[0] + axis[0] * length], [centre[1], centre[1] + axis[1] * length], c=colour)
+    ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+@torch.no_grad()
+def predict(checkpoint: Path, images: list[Path], out: Path, bbox: list[float] | None = None,
+            device: str = "auto") -> list[Path]:
+    model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, device=device)
+    faces = load_topology(flame_dir_for(data_cfg)).faces
+    size = data_cfg.image_size
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        with Image.open(path) as raw:
+            image = raw.convert("RGB")
+        box = np.asarray(bbox if bbox else [0, 0, image.width, image.height], dtype=np.float64)
+        crop = jittered_crop(box, image.width, image.height, size, None)
+        batch = {"image": crop_image(image, crop)[None], **{k: v[None] for k, v in crop_geometry(crop).items()}}
+        with autocast(dev, bf16):
+            result = model(batch["image"].to(dev))
+        landmarks = crop_units_to_original(result["landmarks_2d"].float().cpu(), batch, size)[0].numpy()
+        vertices = posed_to_original(result["posed_vertices"].float().cpu(), batch, size)[0].numpy()
+        rotation = result["rotation"].float().cpu()[0].numpy()
+        pitch, yaw, roll = euler_from_rotation_np(rotation)
+        stem = out / path.stem
+        Path(f"{stem}.landmarks.json").write_text(json.dumps({"68_landmarks_2d": landmarks.round(2).tolist()}))
+        Path(f"{stem}.pose.json").write_text(json.dumps({"pitch": float(pitch), "yaw": float(yaw), "roll": float(roll),
+                                                         "rotation_matrix": rotation.round(6).tolist()}, indent=1))
+        write_obj(Path(f"{stem}.obj"), vertices, faces)
+        draw(Path(f"{stem}.png"), image, landmarks, rotation)
+        written += [Path(f"{stem}.{ext}") for ext in ("landmarks.json", "pose.json", "obj", "png")]
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trans3dhead.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("images", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--bbox", type=float, nargs=4, metavar=("X", "Y", "W", "H"),
+                        help="head box in pixels (default: the whole image)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    try:
+        files = predict(args.checkpoint, args.images, args.out, args.bbox, args.device)
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
