@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 EFFICIENCY_COLUMNS = ("params", "flops", "fps_b1", "fps_b32", "peak_mem_b1_mb", "peak_mem_b32_mb", "train_wall_s")
-METRIC_COLUMNS = ("nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll")
+METRIC_COLUMNS = ("nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll", "mean_face_nme")
 
 
 class CorruptResultWarning(UserWarning):

@@ -13,7 +13,7 @@ from trans3dhead import metrics
 from trans3dhead.benchmark import score
 from trans3dhead.config import DataConfig, RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for
-from trans3dhead.engine.batches import autocast, crop_units_to_original, eval_loader, posed_to_original
+from trans3dhead.engine.batches import autocast, crop_units_to_original, eval_loader, landmark_nme, posed_to_original
 from trans3dhead.engine.checkpoint import load_checkpoint
 from trans3dhead.engine.efficiency import measure
 from trans3dhead.engine.runtime import select_device
@@ -67,10 +67,13 @@ def _marr_arrays(out: dict, batch: dict, image_size: int) -> tuple[np.ndarray, n
 def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: DataConfig | None = None,
              batch_size: int = 32, efficiency: bool = False, device: str = "auto") -> EvalResult:
     model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, data_cfg, device)
+    mean_face = torch.as_tensor(load_checkpoint(checkpoint)["mean_face"], dtype=torch.float32)
     ds = build_dataset(data_cfg, dataset, split, train=False, seed=cfg.train.seed)
     size = data_cfg.image_size
-    predictions, eulers, marr_parts, ids = {}, [], [], []
+    predictions, eulers, marr_parts, ids, mean_face_nme = {}, [], [], [], []
     for batch in eval_loader(ds, batch_size):
+        if "landmarks_2d" in batch and dataset == "dad3dheads":   # the reference: always predict F_a
+            mean_face_nme.append(landmark_nme(mean_face.expand(len(batch["item_id"]), -1, -1), batch, size))
         with autocast(dev, bf16):
             out = model(batch["image"].to(dev))
         predictions.update(_submission_entries(out, batch, size))
@@ -97,6 +100,8 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: Data
     else:       # a test split without annotations: predictions only
         per_sample, aggregate = pd.DataFrame({"item_id": ids}), {}
     aggregate["n_items"] = len(ids)
+    if mean_face_nme:
+        aggregate["mean_face_nme"] = float(torch.cat(mean_face_nme).mean())
 
     marr = None
     if marr_parts:
