@@ -151,16 +151,23 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
             return errors
         folder = Path(jobs_root) / "%j"
         if executor == "local":
-            cap = max_parallel or max(1, (os.cpu_count() or 2) // 2)
+            # LocalExecutor has no concurrency cap and starts every job at once: submit in waves,
+            # split the CPU threads between a wave's jobs, and give each job its own GPU if any.
+            n_gpus = torch.cuda.device_count()
+            cap = max_parallel or (n_gpus or max(1, (os.cpu_count() or 2) // 2))
+            if n_gpus:
+                cap = min(cap, n_gpus)
             threads = max(1, (os.cpu_count() or 2) // cap)
             errors = []
-            for start in range(0, len(jobs), cap):           # waves: LocalExecutor has no concurrency cap
+            for start in range(0, len(jobs), cap):
                 wave = jobs[start:start + cap]
-                for job in wave:
+                handles = []
+                for slot, job in enumerate(wave):
                     job.threads = threads
-                ex = submitit.LocalExecutor(folder=folder)
-                ex.update_parameters(timeout_min=24 * 60)
-                handles = [ex.submit(job) for job in wave]
+                    ex = submitit.LocalExecutor(folder=folder)
+                    gpu = {"gpus_per_node": 1, "visible_gpus": (slot,)} if n_gpus else {}
+                    ex.update_parameters(timeout_min=24 * 60, **gpu)
+                    handles.append(ex.submit(job))
                 errors += _wait(wave, handles, bar, poll_s)
             return errors
         if executor == "slurm":
