@@ -74,8 +74,10 @@ def test_generation_is_deterministic_and_cached(tmp_path):
     stamp = image.stat().st_mtime_ns
     assert ensure_synthheads(cfg) == first and image.stat().st_mtime_ns == stamp      # cached: nothing regenerated
     from trans3dhead.data.synth.generate import generate
-    again = generate(tmp_path / "again", train=3, val=2, test=1, aflw=1, image_size=64, seed=5)
+    again = generate(tmp_path / "again", train=3, val=2, test=1, aflw=1, image_size=64, seed=5, workers=2)
     assert (again / "dad3dheads" / "train" / "images" / "train_000001.png").read_bytes() == before
+    for name in ("dad3dheads/val/val.json", "aflw2000/image00000.mat", "dad3dheads/test/annotations/test_000000.json"):
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name      # worker count does not matter
 
 
 def test_mean_face_and_aflw(synth_root):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.images):
             sample_scene(decoder, regions, args.size, rng)
         render = args.images / (time.perf_counter() - start)
-        start = time.perf_counter()
-        generate(Path(tmp) / "set", train=args.images, val=0, test=0, aflw=0, image_size=args.size, seed=0)
-        written = args.images / (time.perf_counter() - start)
+        timings = {}
+        for workers in sorted({1, os.cpu_count() or 1}):
+            start = time.perf_counter()
+            generate(Path(tmp) / f"set{workers}", train=args.images, val=0, test=0, aflw=0, image_size=args.size,
+                     seed=0, workers=workers)
+            timings[workers] = args.images / (time.perf_counter() - start)
     print(f"SynthHeads at {args.size} px, {torch.get_num_threads()} torch threads:")
-    print(f"  sample + render:                 {render:7.1f} images/s")
-    print(f"  sample + render + write (PNG, annotation JSON): {written:7.1f} images/s")
+    print(f"  sample + render, one process:           {render:7.1f} images/s")
+    for workers, rate in timings.items():
+        print(f"  full generation (PNG + annotation JSON), {workers} worker(s): {rate:7.1f} images/s")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,12 @@ def synth_dir(cfg: DataConfig) -> Path:
     return Path(cfg.root) / f"synthheads-{digest}"
 
 
+def _generation_workers(params: dict) -> int:
+    """Worker processes pay off only for sets large enough to amortise their start-up."""
+    total = params["train"] + params["val"] + params["test"] + params["aflw"]
+    return min(os.cpu_count() or 1, 4) if total >= 400 else 1
+
+
 def ensure_synthheads(cfg: DataConfig) -> Path:
     """Generates the set unless a complete copy exists; a lock keeps concurrent jobs from racing,
     and the completion marker is written last, so a killed generation is redone, never half-read."""
@@ -39,7 +46,7 @@ def ensure_synthheads(cfg: DataConfig) -> Path:
             tmp = out.with_name(out.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
             generate(tmp, train=params["train"], val=params["val"], test=params["test"], aflw=params["aflw"],
-                     image_size=params["image_size"], seed=params["seed"])
+                     image_size=params["image_size"], seed=params["seed"], workers=_generation_workers(params))
             (tmp / "params.json").write_text(json.dumps(params, indent=1))
             tmp.rename(out)
             (out / MARKER).write_text("ok\n")

@@ -9,11 +9,15 @@ random stream derived from (seed, split, index), so the output is deterministic 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
 import scipy.io
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -43,52 +47,84 @@ def _bbox(pixels: np.ndarray) -> list[float]:
     return [round(float(lo[0]), 2), round(float(lo[1]), 2), round(float(hi[0] - lo[0]), 2), round(float(hi[1] - lo[1]), 2)]
 
 
-def write_dad_split(out: Path, split: str, count: int, decoder: FlameDecoder, regions: np.ndarray,
-                    head_idx: np.ndarray, size: int, seed: int) -> None:
-    split_dir = out / "dad3dheads" / split
-    (split_dir / "images").mkdir(parents=True, exist_ok=True)
-    (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
-    entries = []
-    for index in tqdm(range(count), desc=f"SynthHeads {split}", leave=False):
-        scene = sample_scene(decoder, regions, size, np.random.default_rng([seed, SPLIT_CODES[split], index]))
-        item_id = f"{split}_{index:06d}"
-        Image.fromarray(scene.image).save(split_dir / "images" / f"{item_id}.png")
-        annotation = {"vertices": np.round(scene.vertices, 6).tolist(),
-                      "model_view_matrix": scene.model_view.tolist(), "projection_matrix": scene.projection.tolist()}
-        (split_dir / "annotations" / f"{item_id}.json").write_text(json.dumps(annotation))
-        pixels = project_official(np.round(scene.vertices, 6)[head_idx], scene.model_view, scene.projection, size)
-        entries.append({"item_id": item_id, "annotation_path": f"annotations/{item_id}.json",
-                        "img_path": f"images/{item_id}.png", "bbox": _bbox(pixels), "attributes": _attributes(scene)})
-    (split_dir / f"{split}.json").write_text(json.dumps(entries, indent=1))
+_WORKER: dict = {}
 
 
-def write_aflw(out: Path, count: int, decoder: FlameDecoder, regions: np.ndarray, topology, size: int, seed: int) -> None:
+def _init_worker(flame_dir: str) -> None:
+    """Per-process FLAME model (workers are spawned, so nothing heavy is pickled)."""
+    torch.set_num_threads(1)
+    topology = load_topology(flame_dir)
+    _WORKER.update(decoder=FlameDecoder(flame_dir, 413), topology=topology,
+                   regions=np.load(Path(flame_dir) / "synthheads_regions.npy"))
+
+
+def _dad_item(task: tuple) -> dict:
+    split_dir, split, index, size, seed = task
+    scene = sample_scene(_WORKER["decoder"], _WORKER["regions"], size, np.random.default_rng([seed, SPLIT_CODES[split], index]))
+    item_id = f"{split}_{index:06d}"
+    Image.fromarray(scene.image).save(split_dir / "images" / f"{item_id}.png")
+    vertices = np.round(scene.vertices, 6)
+    annotation = {"vertices": vertices.tolist(), "model_view_matrix": scene.model_view.tolist(),
+                  "projection_matrix": scene.projection.tolist()}
+    (split_dir / "annotations" / f"{item_id}.json").write_text(json.dumps(annotation))
+    pixels = project_official(vertices[_WORKER["topology"].subsets["head"]], scene.model_view, scene.projection, size)
+    return {"item_id": item_id, "annotation_path": f"annotations/{item_id}.json", "img_path": f"images/{item_id}.png",
+            "bbox": _bbox(pixels), "attributes": _attributes(scene)}
+
+
+def _aflw_item(task: tuple) -> None:
     """AFLW2000-3D format: ``<id>.jpg`` + ``<id>.mat`` with Pose_Para [pitch, yaw, roll, tx, ty, tz, s]
     (radians, our official Euler convention), pt3d_68 (3 x 68: x, y pixels, z) and pt2d (2 x 21)."""
-    folder = out / "aflw2000"
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in tqdm(range(count), desc="SynthHeads aflw2000", leave=False):
-        scene = sample_scene(decoder, regions, size, np.random.default_rng([seed, SPLIT_CODES["aflw"], index]))
-        item_id = f"image{index:05d}"
-        Image.fromarray(scene.image).save(folder / f"{item_id}.jpg", quality=95)
-        landmarks = topology.landmarks_68(scene.vertices)
-        pixels = project_official(landmarks, scene.model_view, scene.projection, size)
-        camera = landmarks @ scene.model_view[:3, :3].T + scene.model_view[:3, 3]
-        pt3d = np.stack([pixels[:, 0], pixels[:, 1], camera[:, 2]])
-        pose = np.concatenate([np.deg2rad(scene.euler), scene.model_view[:3, 3], [1.0]])[None]
-        scipy.io.savemat(folder / f"{item_id}.mat", {"Pose_Para": pose, "pt3d_68": pt3d, "pt2d": pixels[:21].T})
+    folder, index, size, seed = task
+    scene = sample_scene(_WORKER["decoder"], _WORKER["regions"], size, np.random.default_rng([seed, SPLIT_CODES["aflw"], index]))
+    item_id = f"image{index:05d}"
+    Image.fromarray(scene.image).save(folder / f"{item_id}.jpg", quality=95)
+    landmarks = _WORKER["topology"].landmarks_68(scene.vertices)
+    pixels = project_official(landmarks, scene.model_view, scene.projection, size)
+    camera = landmarks @ scene.model_view[:3, :3].T + scene.model_view[:3, 3]
+    pt3d = np.stack([pixels[:, 0], pixels[:, 1], camera[:, 2]])
+    pose = np.concatenate([np.deg2rad(scene.euler), scene.model_view[:3, 3], [1.0]])[None]
+    _save_mat(folder / f"{item_id}.mat", {"Pose_Para": pose, "pt3d_68": pt3d, "pt2d": pixels[:21].T})
 
 
-def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int) -> Path:
+def _save_mat(path: Path, arrays: dict) -> None:
+    """MATLAB 5 file with a fixed 116-byte header text (scipy stamps the creation time there, which
+    would make generation non-deterministic)."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, arrays)
+    data = bytearray(buffer.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, written by trans3dhead SynthHeads".ljust(116, b" ")
+    path.write_bytes(bytes(data))
+
+
+def _run(fn, tasks: list, desc: str, pool) -> list:
+    iterator = pool.imap(fn, tasks, chunksize=8) if pool else map(fn, tasks)
+    return list(tqdm(iterator, total=len(tasks), desc=desc, leave=False))
+
+
+def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int,
+             workers: int = 1) -> Path:
+    """Every image has its own random stream, so the output is identical whatever ``workers`` is."""
     out = Path(out)
     flame_dir = write_assets(out / "flame", seed=0)
-    decoder = FlameDecoder(flame_dir, 413)
-    topology = load_topology(flame_dir)
-    regions = np.load(flame_dir / "synthheads_regions.npy")
-    head_idx = topology.subsets["head"]
-    for split, count in (("train", train), ("val", val), ("test", test)):
-        write_dad_split(out, split, count, decoder, regions, head_idx, image_size, seed)
-    write_aflw(out, aflw, decoder, regions, topology, image_size, seed)
+    pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(flame_dir),)) if workers > 1 else None
+    if pool is None:
+        _init_worker(str(flame_dir))
+    try:
+        for split, count in (("train", train), ("val", val), ("test", test)):
+            split_dir = out / "dad3dheads" / split
+            (split_dir / "images").mkdir(parents=True, exist_ok=True)
+            (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
+            entries = _run(_dad_item, [(split_dir, split, i, image_size, seed) for i in range(count)],
+                           f"SynthHeads {split}", pool)
+            (split_dir / f"{split}.json").write_text(json.dumps(entries, indent=1))
+        folder = out / "aflw2000"
+        folder.mkdir(parents=True, exist_ok=True)
+        _run(_aflw_item, [(folder, i, image_size, seed) for i in range(aflw)], "SynthHeads aflw2000", pool)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     return out
 
 
@@ -99,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{split}", type=int, default=default)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     generate(args.out, train=args.train, val=args.val, test=args.test, aflw=args.aflw,
-             image_size=args.image_size, seed=args.seed)
+             image_size=args.image_size, seed=args.seed, workers=args.workers)
     print(f"SynthHeads written to {args.out}")
     return 0
