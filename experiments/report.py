@@ -1,303 +1,582 @@
 """Markdown reports of the paper's tables and figures, regenerated from the result store.
 
-Every number comes from ``results/``; the paper's numbers sit beside ours; missing and failed runs
-are shown as such; each ablation step gets a paired bootstrap interval and a verdict. Reports are
-byte-for-byte reproducible from the same results (``check_reports``).
+Every number comes from ``results/``; the paper's numbers sit beside ours; paper-only, missing,
+running and failed rows are shown as such; each ablation step gets a paired bootstrap interval and
+a verdict. Reports are byte-for-byte reproducible from the same results (``check_reports``): no
+clock is read, floats have fixed formats, bootstraps fixed seeds, PNGs no version or date chunk.
 """
 from __future__ import annotations
 
 import filecmp
+import math
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from experiments import figures, stats, store
-from experiments.registry import Registry, Row, TableSpec
-from trans3dhead.metrics import METRIC_DIRECTIONS
+from experiments.registry import Registry, Row, Step, TableSpec
 
-METRIC_NAMES = {"nme": "NME", "z5": "Z5 Acc.", "chamfer": "Cham. Dis.", "pose_error": "Pose Err.", "mae": "MAE",
-                "pitch": "Pitch", "yaw": "Yaw", "roll": "Roll"}
+METRIC_NAMES = {"nme": "NME", "z5": "Z5 Acc.", "chamfer": "Cham. Dis.", "pose_error": "Pose Err.",
+                "mae": "MAE", "pitch": "Pitch", "yaw": "Yaw", "roll": "Roll"}
 DECIMALS = {"nme": 3, "z5": 4, "chamfer": 3, "pose_error": 3, "mae": 2, "pitch": 2, "yaw": 2, "roll": 2}
-BENCHMARK_NAMES = {"synthheads": "SynthHeads (the embedded procedural benchmark: these are NOT DAD-3DHeads numbers)",
+BENCHMARK_NAMES = {"synthheads": "SynthHeads, the embedded procedural benchmark in the DAD-3DHeads format "
+                                 "(these are NOT DAD-3DHeads numbers)",
                    "dad3dheads": "DAD-3DHeads"}
-IMAGE_FIGURES = ("figure7.png", "gallery.png")     # need the dataset's images; see check_reports
+# (column title, efficiency key, scale, format); the paper's Table 1 has FPS, so a table that
+# reports efficiency shows what we measured of it and of its cost.
+EFFICIENCY_COLUMNS = (("Params (M)", "params", 1e-6, "{:.2f}"), ("GFLOPs", "flops", 1e-9, "{:.3f}"),
+                      ("FPS b1", "fps_b1", 1.0, "{:.1f}"), ("FPS b32", "fps_b32", 1.0, "{:.1f}"),
+                      ("Peak mem b1 (MB)", "peak_mem_b1_mb", 1.0, "{:.1f}"),
+                      ("Peak mem b32 (MB)", "peak_mem_b32_mb", 1.0, "{:.1f}"),
+                      ("Train wall (s)", "train_wall_s", 1.0, "{:.0f}"))
+IMAGE_FIGURES = ("figure7.png", "gallery.png")   # drawn from the dataset's images (see check_reports)
+FIGURE7_IMAGES = 4
+GALLERY_CASES = 4
 
 
-def _arrow(metric: str) -> str:
-    return "↓" if METRIC_DIRECTIONS[metric] == "lower" else "↑"
+# -- formatting ----------------------------------------------------------------------------------
+def arrow(metric: str) -> str:
+    return "↓" if stats.METRIC_DIRECTIONS[metric] == "lower" else "↑"
 
 
-def _fmt(value: float, metric: str) -> str:
-    return "—" if value is None or not np.isfinite(value) else f"{value:.{DECIMALS.get(metric, 3)}f}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-class RowRuns:
-    """The runs of one table row across seeds, with their status and results."""
-
-    def __init__(self, registry: Registry, row: Row, profile: str, frame: pd.DataFrame, spec: TableSpec,
-                 results_root: Path, seeds: list[int]):
-        self.row, self.spec = row, spec
-        self.runs: list[dict] = []
-        for seed in seeds:
-            run_id = registry.resolve(row.variant, profile, seed).run_id
-            hits = frame[frame["run_id"] == run_id]
-            meta = store.read_meta(store.run_dir(results_root, profile, run_id)) or {}
-            evals = hits[(hits["dataset"] == spec.dataset) & (hits["split"] == spec.split)]
-            status = meta.get("status", "missing")
-            if status == "done" and evals.empty:
-                status = "missing"
-            self.runs.append({"run_id": run_id, "seed": seed, "status": status, "error": meta.get("error", ""),
-                              "path": store.run_dir(results_root, profile, run_id),
-                              "eval": evals.iloc[0].to_dict() if not evals.empty else None, "meta": meta})
-        self.done = [r for r in self.runs if r["status"] == "done" and r["eval"] is not None]
-
-    def summary(self, metric: str) -> stats.Interval:
-        return stats.seed_summary([r["eval"].get(metric, np.nan) for r in self.done])
-
-    def per_image(self, metric: str) -> pd.Series:
-        parts = [store.per_sample(r["path"], self.spec.dataset, self.spec.split).set_index("item_id")[metric]
-                 for r in self.done]
-        return pd.concat(parts, axis=1).mean(axis=1) if parts else pd.Series(dtype=float)
-
-    def status_text(self, table: str) -> str:
-        if len(self.done) == len(self.runs):
-            return "done"
-        failed = [r for r in self.runs if r["status"] == "failed"]
-        if failed:
-            return f"failed: {failed[0]['error'][:80]}".replace("|", "/")
-        return f"missing — run `python -m experiments.run {table}`"
-
-    def converged(self) -> bool | None:
-        flags = [stats.converged(store.curve(r["path"])) for r in self.done]
-        if not flags or any(f is None for f in flags):
-            return None
-        return all(flags)
-
-
-def _cell(interval: stats.Interval, metric: str) -> str:
-    if interval.n == 0:
+def fmt(value, metric: str | None = None, spec: str | None = None) -> str:
+    """Fixed-format number; '—' for none/NaN; never '-0.000'."""
+    if value is None or not np.isfinite(value):
         return "—"
-    text = _fmt(interval.value, metric)
-    if interval.n > 1:
-        text += f" [{_fmt(interval.lo, metric)}, {_fmt(interval.hi, metric)}]"
-    return text
+    text = spec.format(value) if spec else f"{value:.{DECIMALS.get(metric, 3)}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int]) -> list[str]:
-    metas = [r["meta"] for rr in rows for r in rr.done]
-    benchmarks = sorted({m.get("benchmark", "?") for m in metas}) or ["(no finished runs)"]
-    pick = lambda key: ", ".join(sorted({str(m.get(key)) for m in metas if m.get(key)})) or "—"  # noqa: E731
-    reference = [r["eval"].get("mean_face_nme") for rr in rows for r in rr.done]
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def _clean(text: str, limit: int = 120) -> str:
+    """One line, no table-breaking pipes, bounded length."""
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- what the store holds for one table row ------------------------------------------------------
+@dataclass
+class SeedRun:
+    seed: int
+    run_id: str
+    path: Path
+    status: str                                   # done | failed | running | missing
+    error: str
+    meta: dict
+    evaluation: dict | None                       # the collect() row of this table's (dataset, split)
+    efficiency: dict                              # from whichever evaluation of the run measured it
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "done" and self.evaluation is not None
+
+
+@dataclass
+class RowRuns:
+    """One table row (a variant) across the table's seeds."""
+    row: Row
+    spec: TableSpec
+    runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def done(self) -> list[SeedRun]:
+        return [r for r in self.runs if r.usable]
+
+    def summary(self, metric: str) -> stats.SeedSummary:
+        return stats.seed_summary([r.evaluation.get(metric, math.nan) for r in self.done])
+
+    def per_image(self, metric: str) -> pd.DataFrame:
+        """item_id x seed table of one metric (the paired bootstrap averages it over seeds)."""
+        columns = {}
+        for run in self.done:
+            frame = store.per_sample(run.path, self.spec.dataset, self.spec.split)
+            if metric in frame:
+                columns[run.seed] = frame.set_index("item_id")[metric]
+        return pd.DataFrame(columns)
+
+    def convergence(self) -> list[bool | None]:
+        return [stats.converged(store.curve(r.path)) for r in self.done]
+
+    def efficiency(self, key: str) -> float:
+        values = [r.efficiency.get(key) for r in self.done]
+        if key == "train_wall_s":               # the run's own record, also when efficiency was not measured
+            values = [r.meta.get("train_wall_s", r.efficiency.get(key)) for r in self.done]
+        values = [float(v) for v in values if v is not None and np.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
+
+def _frame_row(frame: pd.DataFrame, run_id: str, dataset: str, split: str) -> dict | None:
+    hits = frame[(frame["run_id"] == run_id) & (frame["dataset"] == dataset) & (frame["split"] == split)]
+    return hits.iloc[0].to_dict() if not hits.empty else None
+
+
+def _measured_efficiency(frame: pd.DataFrame, run_id: str) -> dict:
+    """A run measures efficiency once, on its first evaluation; any table may report it."""
+    hits = frame[(frame["run_id"] == run_id) & frame["params"].notna()]
+    if hits.empty:
+        return {}
+    first = hits.iloc[0]
+    return {key: first[key] for _, key, _, _ in EFFICIENCY_COLUMNS if pd.notna(first[key])}
+
+
+def gather_row(registry: Registry, row: Row, spec: TableSpec, profile: str, frame: pd.DataFrame,
+               results_root: Path, seeds: list[int]) -> RowRuns:
+    result = RowRuns(row, spec)
+    for seed in seeds:
+        run_id = registry.resolve(row.variant, profile, seed).run_id
+        path = store.run_dir(results_root, profile, run_id)
+        meta = store.read_meta(path) or {}
+        evaluation = _frame_row(frame, run_id, spec.dataset, spec.split)
+        status = meta.get("status", "missing")
+        result.runs.append(SeedRun(seed, run_id, path, status, str(meta.get("error") or ""), meta, evaluation,
+                                   _measured_efficiency(frame, run_id)))
+    return result
+
+
+def table_seeds(registry: Registry, spec: TableSpec, profile: str, frame: pd.DataFrame) -> list[int]:
+    """The seeds any of this table's runs exist for (whatever their status); [0] when none exist yet."""
+    stored = set(frame["run_id"].dropna())
+    candidates = sorted({int(s) for s in frame["seed"].dropna()} | {0})
+    seeds = [seed for seed in candidates
+             if any(registry.resolve(row.variant, profile, seed).run_id in stored
+                    for row in spec.rows if row.variant is not None)]
+    return seeds or [0]
+
+
+def run_command(table: str, seeds: list[int]) -> str:
+    return f"python -m experiments.run {table}" + (f" --seeds {max(seeds) + 1}" if max(seeds) > 0 else "")
+
+
+def status_text(rr: RowRuns, table: str, seeds: list[int]) -> str:
+    """'done', or every seed that is not, with why: failed (the error), running, missing (the command)."""
+    problems = []
+    for run in rr.runs:
+        if run.usable:
+            continue
+        who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
+        if run.status == "failed":
+            problems.append(f"{who}failed: {_clean(run.error) or 'no error recorded'}")
+        elif run.status == "running":
+            problems.append(f"{who}running")
+        else:
+            lacking = "" if run.status == "missing" else f" ({rr.spec.dataset}/{rr.spec.split} not evaluated)"
+            problems.append(f"{who}missing{lacking} — run `{run_command(table, seeds)}`")
+    return "; ".join(problems) if problems else "done"
+
+
+def convergence_text(flags: list[bool | None]) -> str:
+    if not flags:
+        return "—"
+    if any(f is None for f in flags):
+        return "unknown"
+    n_yes = sum(bool(f) for f in flags)
+    if n_yes == len(flags):
+        return "yes"
+    return "no" if n_yes == 0 else f"no ({len(flags) - n_yes}/{len(flags)} seeds)"
+
+
+def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str) -> str:
+    if n_seeds == 0:
+        return "—"
+    if n_seeds == 1:
+        return fmt(summary.mean, metric)
+    return f"{fmt(summary.mean, metric)} [{fmt(summary.lo, metric)}, {fmt(summary.hi, metric)}]"
+
+
+# -- the report's parts --------------------------------------------------------------------------
+def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int]) -> list[str]:
+    metas = [r.meta for rr in rows for r in rr.done]
+    values = lambda key: sorted({str(m[key]) for m in metas if m.get(key)})  # noqa: E731
+    benchmarks = values("benchmark")
+    benchmark = "; ".join(BENCHMARK_NAMES.get(b, b) for b in benchmarks) if benchmarks else "— (no finished runs)"
+    hardware = ", ".join(values("device")) or "—"
+    if values("amp"):
+        hardware += f" (autocast: {', '.join(values('amp'))})"
+    if values("host"):
+        hardware += f"; host(s) {', '.join(values('host'))}"
+    lines = [f"- Benchmark: {benchmark}",
+             f"- Evaluation: `{spec.dataset}` format, `{spec.split}` split; profile `{profile}`; "
+             f"seeds {', '.join(map(str, seeds))}"
+             + ("" if len(seeds) > 1 else " (one seed: no interval over seeds)"),
+             f"- Code version(s): {', '.join(values('code_version')) or '—'}",
+             f"- Hardware: {hardware}",
+             f"- Date(s) of the runs: {', '.join(values('date')) or '—'}",
+             "- Paper: the published DAD-3DHeads / AFLW2000-3D numbers, beside ours for direction, "
+             "not for equality."]
+    if len(seeds) > 1:
+        lines.append(f"- Ours: mean over seeds [95% bootstrap interval over {len(seeds)} seeds; coarse with so few].")
+    reference = [r.evaluation.get("mean_face_nme") for rr in rows for r in rr.done]
     reference = [v for v in reference if v is not None and np.isfinite(v)]
-    lines = [f"- Benchmark: {'; '.join(BENCHMARK_NAMES.get(b, b) for b in benchmarks)}",
-            f"- Evaluation: {spec.dataset} / {spec.split}; profile `{profile}`; seeds {seeds}",
-            f"- Code version(s): {pick('code_version')}; device(s): {pick('device')} ({pick('amp')}); "
-            f"run date(s): {pick('date')}",
-            "- Paper numbers are the published DAD-3DHeads / AFLW2000-3D results, shown for direction only."]
     if reference:
-        lines.append(f"- Reference: always predicting the training set's mean face scores NME {reference[0]:.3f} here.")
+        lines.append(f"- Reference: always predicting the training set's mean face scores NME "
+                     f"{fmt(float(np.mean(reference)), 'nme')} on this evaluation set.")
     return lines
 
 
-def _steps_section(spec: TableSpec, by_label: dict[str, RowRuns]) -> tuple[list[str], pd.DataFrame]:
-    lines, plot_rows = [], []
-    table_rows = []
-    for step in spec.steps:
-        before, after = by_label[step.from_label], by_label[step.to_label]
-        if before.row.variant is None or after.row.variant is None:
-            continue
-        unconverged = before.converged() is False or after.converged() is False
-        for metric in step.metrics:
-            paper_a, paper_b = before.row.paper.get(metric, np.nan), after.row.paper.get(metric, np.nan)
-            paper_delta = paper_b - paper_a
-            if before.done and after.done:
-                delta = stats.paired_delta(before.per_image(metric), after.per_image(metric))
-                verdict = stats.verdict(delta, paper_delta)
-                if unconverged and verdict != stats.NO_CLAIM:
-                    verdict += " (unconverged runs: ranks learning speed)"
-                ours = f"{_fmt(delta.value, metric)} [{_fmt(delta.lo, metric)}, {_fmt(delta.hi, metric)}]"
-                plot_rows.append({"step": f"{step.from_label} → {step.to_label}", "metric": metric,
-                                  "delta": delta.value, "lo": delta.lo, "hi": delta.hi})
-            else:
-                ours, verdict = "—", "missing runs"
-            table_rows.append([f"{step.from_label} → {step.to_label}", f"{METRIC_NAMES[metric]} {_arrow(metric)}",
-                               ours, _fmt(paper_delta, metric), verdict])
-    if table_rows:
-        lines += ["## Ablation steps", "",
-                  "Change = after − before on the same evaluation images (per-image values averaged over seeds), "
-                  "with a paired bootstrap 95% interval. Verdict: does our change go the paper's way?", "",
-                  _md_table(["step", "metric", "change (ours) [95% CI]", "change (paper)", "verdict"], table_rows), ""]
-    return lines, pd.DataFrame(plot_rows)
-
-
-def _efficiency_cells(rr: RowRuns) -> list[str]:
-    if not rr.done:
-        return ["—"] * 6
-    e = rr.done[0]["eval"]
-    get = lambda k: e.get(k, np.nan)  # noqa: E731
-    fmt = lambda v, f: "—" if v is None or not np.isfinite(v) else f.format(v)  # noqa: E731
-    return [fmt(get("params") / 1e6, "{:.2f}"), fmt(get("flops") / 1e9, "{:.3f}"), fmt(get("fps_b1"), "{:.1f}"),
-            fmt(get("fps_b32"), "{:.1f}"), fmt(get("peak_mem_b32_mb"), "{:.1f}"),
-            fmt(rr.done[0]["meta"].get("train_wall_s", np.nan), "{:.0f}")]
-
-
-def table_report(registry: Registry, name: str, profile: str, frame: pd.DataFrame, results_root: Path,
-                 out_dir: Path, seeds: list[int]) -> Path:
-    spec = registry.table(name)
-    by_label = {row.label: RowRuns(registry, row, profile, frame, spec, results_root, seeds)
-                for row in spec.rows if row.variant is not None}
-    lines = [f"# {name}: {spec.title}", "", *_provenance(spec, profile, list(by_label.values()), seeds), ""]
-    if spec.kind == "table":
-        header = ["Method"] + [f"{METRIC_NAMES[m]} {_arrow(m)} (ours / paper)" for m in spec.metrics]
-        if spec.efficiency:
-            header += ["Params (M)", "GFLOPs", "FPS b1", "FPS b32", "Peak mem b32 (MB)", "Train (s)", "FPS paper"]
-        header += ["converged", "status"]
-        for section in spec.sections:
-            if section.name:
-                lines += [f"## {section.name}", ""]
-            rows = []
-            for row in section.rows:
-                if row.variant is None:
-                    cells = [f"{row.label} (paper only: not implemented here)"]
-                    cells += [f"— / {_fmt(row.paper.get(m, np.nan), m)}" for m in spec.metrics]
-                    if spec.efficiency:
-                        cells += ["—"] * 6 + [str(row.paper.get("fps", "—"))]
-                    rows.append(cells + ["—", "paper only"])
-                    continue
-                rr = by_label[row.label]
-                cells = [row.label] + [f"{_cell(rr.summary(m), m)} / {_fmt(row.paper.get(m, np.nan), m)}"
-                                       for m in spec.metrics]
+def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], seeds: list[int]) -> list[str]:
+    header = ["Method"]
+    for metric in spec.metrics:
+        header += [f"{METRIC_NAMES[metric]} {arrow(metric)} ours", f"{METRIC_NAMES[metric]} paper"]
+    if spec.efficiency:
+        header += [title for title, *_ in EFFICIENCY_COLUMNS] + ["FPS paper"]
+    header += ["converged", "status"]
+    lines = []
+    for section in spec.sections:
+        rows = []
+        for row in section.rows:
+            paper = [fmt(row.paper.get(m, math.nan), m) for m in spec.metrics]
+            if row.variant is None:
+                cells = [f"{row.label} (paper only)"]
+                cells += [c for p in paper for c in ("paper only", p)]
                 if spec.efficiency:
-                    cells += _efficiency_cells(rr) + [str(row.paper.get("fps", "—"))]
-                flag = rr.converged()
-                cells += ["—" if flag is None else ("yes" if flag else "no"), rr.status_text(name)]
-                rows.append(cells)
-            lines += [_md_table(header, rows), ""]
-        step_lines, plot_rows = _steps_section(spec, by_label)
-        lines += step_lines
-        if not plot_rows.empty:
-            figures.ablation_deltas(plot_rows, out_dir / f"{name}-deltas.png")
+                    cells += ["—"] * len(EFFICIENCY_COLUMNS) + [fmt(row.paper.get("fps"), spec="{:.0f}")]
+                rows.append(cells + ["—", "paper only: not implemented in this suite"])
+                continue
+            rr = by_label[row.label]
+            n = len(rr.done)
+            cells = [row.label]
+            for metric, p in zip(spec.metrics, paper):
+                cells += [metric_cell(rr.summary(metric), n, metric), p]
+            if spec.efficiency:
+                cells += [fmt(rr.efficiency(key) * scale, spec=form) for _, key, scale, form in EFFICIENCY_COLUMNS]
+                cells.append(fmt(row.paper.get("fps"), spec="{:.0f}"))
+            cells += [convergence_text(rr.convergence()), status_text(rr, table, seeds)]
+            rows.append(cells)
+        if section.name:
+            lines += [f"## {section.name}", ""]
+        lines += [md_table(header, rows), ""]
+    notes = ["converged: validation NME moved by less than 2% over the last 20% of training "
+             "(unknown: no validation curve stored)."]
+    if spec.efficiency:
+        notes.append("Efficiency: ours measured on the device above (mean over seeds); FPS paper: one V100.")
+    return lines + notes + [""]
+
+
+@dataclass
+class StepResult:
+    step: Step
+    metric: str
+    delta: stats.Delta | None
+    paper_change: float
+    verdict: str
+
+
+def step_results(spec: TableSpec, by_label: dict[str, RowRuns]) -> list[StepResult]:
+    results = []
+    for step in spec.steps:
+        before, after = by_label.get(step.from_label), by_label.get(step.to_label)
+        flags = (before.convergence() + after.convergence()) if before and after else []
+        caveat = (" (rests on unconverged runs)" if any(f is False for f in flags)
+                  else " (convergence unknown)" if any(f is None for f in flags) else "")
+        for metric in step.metrics:
+            paper_change = spec.row(step.to_label).paper.get(metric, math.nan) - \
+                spec.row(step.from_label).paper.get(metric, math.nan)
+            if before is None or after is None:
+                results.append(StepResult(step, metric, None, paper_change, "paper-only row: nothing to compare"))
+                continue
+            missing = [rr.row.label for rr in (before, after) if not rr.done]
+            if missing:
+                results.append(StepResult(step, metric, None, paper_change,
+                                          f"not computed: no finished runs for {', '.join(missing)}"))
+                continue
+            delta = stats.paired_delta(before.per_image(metric), after.per_image(metric),
+                                       direction=stats.METRIC_DIRECTIONS[metric])
+            verdict = stats.verdict(delta.delta, delta.lo, delta.hi, paper_change)
+            if verdict in (stats.HOLDS, stats.REVERSED, stats.NOISE):
+                verdict += caveat
+            results.append(StepResult(step, metric, delta, paper_change, verdict))
+    return results
+
+
+def steps_section(results: list[StepResult]) -> list[str]:
+    if not results:
+        return []
+    rows = []
+    for r in results:
+        d = r.delta
+        ours = "—" if d is None else f"{fmt(d.delta, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]"
+        rows.append([f"{r.step.from_label} → {r.step.to_label}", f"{METRIC_NAMES[r.metric]} {arrow(r.metric)}",
+                     ours, "—" if d is None else str(d.n_items), fmt(r.paper_change, r.metric), r.verdict])
+    claims = list(dict.fromkeys((r.step.from_label, r.step.to_label, r.step.claim) for r in results))
+    return ["## Ablation steps", "",
+            "Change = after − before on the same evaluation images (per-image values averaged over seeds "
+            "first), with a paired bootstrap 95% interval. Verdict: does our change go the paper's way "
+            "(holds / reversed), or does its interval cover 0 (not distinguishable from noise)? A verdict "
+            "resting on unconverged runs ranks learning speed, not capacity.", "",
+            md_table(["step", "metric", "change (ours) [95% CI]", "images", "change (paper)", "verdict"], rows), "",
+            "The paper's claims:", "", *[f"- {a} → {b}: {claim}" for a, b, claim in claims if claim], ""]
+
+
+def _deltas_frame(results: list[StepResult]) -> pd.DataFrame:
+    return pd.DataFrame([{"step": f"{r.step.from_label} → {r.step.to_label}",
+                          "metric": f"{METRIC_NAMES[r.metric]} {arrow(r.metric)}", "delta": r.delta.delta,
+                          "lo": r.delta.lo, "hi": r.delta.hi, "verdict": r.verdict}
+                         for r in results if r.delta is not None and np.isfinite(r.delta.delta)])
+
+
+def curves_section(name: str, by_label: dict[str, RowRuns], out_dir: Path) -> list[str]:
+    """One line per run (rows sharing a run share its line)."""
+    labels: dict[tuple[str, int], list[str]] = {}
+    paths: dict[tuple[str, int], Path] = {}
+    for label, rr in by_label.items():
+        for run in rr.done:
+            labels.setdefault((run.run_id, run.seed), []).append(label)
+            paths[(run.run_id, run.seed)] = run.path
+    curves = {}
+    for key, names in labels.items():
+        curve = store.curve(paths[key])
+        if curve is not None and "val_nme" in curve:
+            curves[f"{' = '.join(names)} (seed {key[1]})"] = curve
+    if not curves:
+        return []
+    figures.training_curves(curves, out_dir / f"{name}-curves.png")
+    return ["## Training curves", "", f"![training curves]({name}-curves.png)", ""]
+
+
+# -- figures 7 and 8 -----------------------------------------------------------------------------
+def figure8_section(rr: RowRuns, out_dir: Path) -> list[str]:
+    data = [store.marr(r.path, rr.spec.dataset, rr.spec.split) for r in rr.done]
+    data = [d for d in data if d is not None and d["residuals"].size]
+    if not data:
+        return ["No MARR residuals stored for this run (a variant without MARR?).", ""]
+    residuals = np.concatenate([d["residuals"] for d in data], axis=1)          # (L, n over seeds, 68, 2)
+    figures.residual_histogram(residuals, out_dir / "figure8.png")
+    magnitudes = np.abs(residuals)
+    rows = [[f"layer {i + 1}", fmt(float(np.median(m)), spec="{:.4f}"), fmt(float(m.mean()), spec="{:.4f}"),
+             fmt(100 * float((m < 0.01).mean()), spec="{:.1f}")] for i, m in enumerate(magnitudes)]
+    lines = ["![Figure 8](figure8.png)", "",
+             f"Residuals of {residuals.shape[1]} images (all seeds' runs), normalised by the head box.", "",
+             md_table(["decoder layer", "median of abs. residual", "mean of abs. residual", "% below 0.01"], rows), ""]
+    if len(magnitudes) >= 2:      # the paper's claim: deeper layers predict residuals closer to 0
+        per_image = magnitudes.mean(axis=(2, 3))                              # (L, n)
+        delta = stats.paired_delta(pd.Series(per_image[0]), pd.Series(per_image[-1]), direction="lower")
+        verdict = stats.verdict(delta.delta, delta.lo, delta.hi, -1.0)
+        lines += [f"Paper: residuals approach 0 as the decoder deepens. Ours, mean absolute residual per image, layer "
+                  f"{len(magnitudes)} − layer 1: {fmt(delta.delta, spec='{:.4f}')} "
+                  f"[{fmt(delta.lo, spec='{:.4f}')}, {fmt(delta.hi, spec='{:.4f}')}] over {delta.n_items} images: "
+                  f"**{verdict}**.", ""]
+    return lines
+
+
+def _split_dir(run: SeedRun, split: str) -> Path:
+    """Where the evaluation images live: the generated SynthHeads folder, or the user's DAD-3DHeads root."""
+    import yaml
+    from trans3dhead.config import RunConfig
+    config = RunConfig.from_dict(yaml.safe_load((run.path / "config.yaml").read_text()))
+    if config.data.benchmark == "synthheads":
+        from trans3dhead.data.embedded import synth_dir     # a pure function of the config: no generation
+        return synth_dir(config.data) / "dad3dheads" / split
+    return Path(config.data.root) / split
+
+
+def _split_entries(split_dir: Path) -> dict[str, dict] | None:
+    import json
+    listing = split_dir / f"{split_dir.name}.json"
+    if not listing.is_file():
+        return None
+    return {entry["item_id"]: entry for entry in json.loads(listing.read_text())}
+
+
+def _load_image(split_dir: Path, entry: dict) -> np.ndarray:
+    from PIL import Image
+    with Image.open(split_dir / entry["img_path"]) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _crop_mapping(crop_units: np.ndarray, pixels: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Fit pixels = k * crop_units + origin (the evaluation crop); returns (k, origin, worst residual px).
+
+    The stored predictions are the last layer's landmarks mapped to the original image, so the store
+    alone recovers each image's crop, and every MARR stage can be drawn on the original image.
+    """
+    n = len(crop_units)
+    design = np.zeros((2 * n, 3))
+    design[0::2, 0], design[1::2, 0] = crop_units[:, 0], crop_units[:, 1]
+    design[0::2, 1], design[1::2, 2] = 1.0, 1.0
+    target = np.asarray(pixels, dtype=float).reshape(-1)
+    (k, ox, oy), *_ = np.linalg.lstsq(design, target, rcond=None)
+    worst = float(np.abs(design @ np.array([k, ox, oy]) - target).max())
+    return float(k), np.array([ox, oy]), worst
+
+
+def _bbox_window(bbox, margin: float = 1.5) -> figures.Window:
+    x, y, w, h = map(float, bbox)
+    side = margin * max(w, h)
+    return figures.Window(x + w / 2 - side / 2, y + h / 2 - side / 2, side)
+
+
+def figure7_section(registry: Registry, profile: str, rr: RowRuns, frame: pd.DataFrame, results_root: Path,
+                    out_dir: Path) -> list[str]:
+    """Figure 7 (MARR stages on the same images) and the gallery. Both need the dataset's images; without
+    them the PNGs are left as they are and the text says why (the markdown itself does not change)."""
+    run = rr.done[0]
+    spec = rr.spec
+    data = store.marr(run.path, spec.dataset, spec.split)
+    predictions = store.predictions(run.path, spec.dataset, spec.split) or {}
+    lines = ["![Figure 7](figure7.png)", "",
+             f"Left to right: the fixed mean face (eq. 4), then the landmarks after each decoder layer (eq. 5), on the "
+             f"first {FIGURE7_IMAGES} {spec.split} images (seed {run.seed}'s run).", "",
+             f"Qualitative gallery: the {GALLERY_CASES} {spec.split} images where this run's NME is worst, DAD-3DNet "
+             "beside it when its run exists (landmarks; head axes x red, y green, z blue).", "",
+             "![gallery](gallery.png)", "",
+             "Both pictures are drawn from the dataset's images; where the dataset is absent they are left as "
+             "committed (and `--check` does not compare them).", ""]
+    split_dir = _split_dir(run, spec.split)
+    entries = _split_entries(split_dir)
+    if entries is None:
+        return lines
+    if data is not None and data.get("mean_face") is not None and data["mean_face"].size:
+        _draw_figure7(data, predictions, entries, split_dir, out_dir / "figure7.png")
+    per_sample = store.per_sample(run.path, spec.dataset, spec.split)
+    hardest = per_sample.sort_values(["nme", "item_id"], ascending=[False, True])["item_id"].head(GALLERY_CASES)
+    methods = {}
+    dad_id = registry.resolve("dad3dnet", profile, run.seed).run_id if "dad3dnet" in registry.variants else None
+    dad_dir = store.run_dir(results_root, profile, dad_id) if dad_id else None
+    if dad_dir is not None and store.predictions(dad_dir, spec.dataset, spec.split):
+        methods["DAD-3DNet"] = dad_dir
+    methods[rr.row.label] = run.path
+    cases = []
+    for item_id in hardest:
+        per_method = {}
+        for name, path in methods.items():
+            pred = (store.predictions(path, spec.dataset, spec.split) or {}).get(item_id)
+            nme = store.per_sample(path, spec.dataset, spec.split).set_index("item_id")["nme"].get(item_id)
+            if pred is not None:
+                per_method[name] = {"landmarks": np.asarray(pred["68_landmarks_2d"]),
+                                    "rotation": np.asarray(pred["rotation_matrix"]), "nme": nme}
+        entry = entries[item_id]
+        cases.append(figures.GalleryCase(item_id, _load_image(split_dir, entry), _bbox_window(entry["bbox"]),
+                                         {name: per_method.get(name) for name in methods}))
+    if cases:
+        figures.gallery(cases, out_dir / "gallery.png")
+    return lines
+
+
+def _draw_figure7(data: dict, predictions: dict, entries: dict, split_dir: Path, path: Path) -> None:
+    item_ids = [str(i) for i in data["item_ids"]]
+    panels = []
+    for index in np.argsort(item_ids, kind="stable")[:FIGURE7_IMAGES]:
+        item_id = item_ids[index]
+        if item_id not in predictions:
+            continue
+        last_layer = data["landmarks"][-1, index]
+        k, origin, worst = _crop_mapping(last_layer, np.asarray(predictions[item_id]["68_landmarks_2d"]))
+        if worst > 1.0:       # the stored landmarks are not this crop's last layer: drawing would mislead
+            continue
+        stages = [data["mean_face"]] + [layer[index] for layer in data["landmarks"]]
+        panels.append(figures.Panel(_load_image(split_dir, entries[item_id]), figures.Window(origin[0], origin[1], k),
+                                    [stage * k + origin for stage in stages]))
+    if panels:
+        titles = ["mean face"] + [f"decoder layer {i + 1}" for i in range(len(data["landmarks"]))]
+        figures.marr_layers(panels, titles, path)
+
+
+# -- whole reports -------------------------------------------------------------------------------
+def table_report(registry: Registry, name: str, profile: str, frame: pd.DataFrame, results_root: Path,
+                 out_dir: Path) -> Path:
+    spec = registry.table(name)
+    seeds = table_seeds(registry, spec, profile, frame)
+    by_label = {row.label: gather_row(registry, row, spec, profile, frame, results_root, seeds)
+                for row in spec.rows if row.variant is not None}
+    lines = [f"# {name}: {spec.title}", "", *provenance(spec, profile, list(by_label.values()), seeds), ""]
+    if spec.kind == "table":
+        lines += results_tables(spec, name, by_label, seeds)
+        results = step_results(spec, by_label)
+        lines += steps_section(results)
+        deltas = _deltas_frame(results)
+        if not deltas.empty:
+            figures.ablation_deltas(deltas, out_dir / f"{name}-deltas.png")
             lines += [f"![ablation deltas]({name}-deltas.png)", ""]
-        curves = {label: store.curve(rr.done[0]["path"]) for label, rr in by_label.items() if rr.done}
-        curves = {k: v for k, v in curves.items() if v is not None}
-        if curves:
-            figures.training_curves(curves, out_dir / f"{name}-curves.png")
-            lines += ["Validation NME during training (first seed):", "", f"![training curves]({name}-curves.png)", ""]
+        lines += curves_section(name, by_label, out_dir)
     else:
-        lines += _figure_lines(name, spec, by_label, out_dir)
+        lines += figure_lines(registry, name, spec, profile, by_label, frame, results_root, out_dir, seeds)
     path = out_dir / f"{name}.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
 
 
-def _figure_lines(name: str, spec: TableSpec, by_label: dict[str, RowRuns], out_dir: Path) -> list[str]:
-    rr = next(iter(by_label.values()))
-    if not rr.done:
-        return [f"{rr.status_text(name)}", ""]
-    data = store.marr(rr.done[0]["path"], spec.dataset, spec.split)
-    if data is None:
-        return ["No MARR data stored for this run (the variant has no MARR).", ""]
-    if name == "figure8":
-        figures.residual_histogram(data["residuals"], out_dir / "figure8.png")
-        means = [f"layer {i + 1}: mean |residual| {np.abs(r).mean():.4f}, median {np.median(np.abs(r)):.4f}"
-                 for i, r in enumerate(data["residuals"])]
-        return ["![Figure 8](figure8.png)", "", *[f"- {m}" for m in means], "",
-                "The paper's claim: deeper layers predict residuals closer to 0."]
-    _image_figures(rr, spec, data, out_dir)
-    return ["![Figure 7](figure7.png)", "",
-            "Left to right: the fixed mean face (eq. 4), then the landmarks after each decoder layer (eq. 5), "
-            "on the first validation images.", "", "Qualitative gallery (hardest cases for Trans3DHead; "
-            "DAD-3DNet beside it when its run exists):", "", "![gallery](gallery.png)"]
+def figure_lines(registry: Registry, name: str, spec: TableSpec, profile: str, by_label: dict[str, RowRuns],
+                 frame: pd.DataFrame, results_root: Path, out_dir: Path, seeds: list[int]) -> list[str]:
+    lines = []
+    for label, rr in by_label.items():
+        status = status_text(rr, name, seeds)
+        lines += [f"Run: {label}; converged: {convergence_text(rr.convergence())}; status: {status}", ""]
+        if not rr.done:
+            continue
+        if name == "figure8":
+            lines += figure8_section(rr, out_dir)
+        else:
+            lines += figure7_section(registry, profile, rr, frame, results_root, out_dir)
+    return lines
 
 
-def _image_figures(rr: RowRuns, spec: TableSpec, data: dict, out_dir: Path) -> None:
-    """Figure 7 and the gallery need the dataset's images; skipped (the committed PNGs kept) without them."""
-    from trans3dhead.config import RunConfig
-    from trans3dhead.data.embedded import MARKER, synth_dir
-    cfg = RunConfig.from_dict(store_config(rr.done[0]["path"]))
-    root = synth_dir(cfg.data)
-    if cfg.data.benchmark != "synthheads" or not (root / MARKER).is_file():
-        return
-    from trans3dhead.data import DAD3DHeadsDataset
-    ds = DAD3DHeadsDataset(root / "dad3dheads" / spec.split, root / "flame", cfg.data.image_size, train=False,
-                           seed=cfg.train.seed)
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    crops = [np.clip(ds[i]["image"].permute(1, 2, 0).numpy() * std + mean, 0, 1) for i in range(4)]
-    figures.marr_layers(crops, data["mean_face"], data["landmarks"][:, :4], out_dir / "figure7.png")
-    per = store.per_sample(rr.done[0]["path"], spec.dataset, spec.split)
-    hardest = per.sort_values("nme", ascending=False)["item_id"].head(4).tolist()
-    index = {e["item_id"]: i for i, e in enumerate(ds.entries)}
-    from PIL import Image
-    images = [np.asarray(Image.open(ds.image_path(index[i])).convert("RGB")) for i in hardest]
-    methods = {"Trans3DHead": store.predictions(rr.done[0]["path"], spec.dataset, spec.split)}
-    dad_dir = rr.done[0]["path"].parent
-    for candidate in sorted(dad_dir.iterdir()):
-        meta = store.read_meta(candidate) or {}
-        if "dad3dnet" in meta.get("variants", []) and meta.get("status") == "done":
-            preds = store.predictions(candidate, spec.dataset, spec.split)
-            if preds:
-                methods = {"DAD-3DNet": preds, **methods}
-                break
-    figures.gallery(images, {k: [v[i] for i in hardest] for k, v in methods.items()}, out_dir / "gallery.png")
+def index_lines(registry: Registry, profile: str, out_dir: Path, frame: pd.DataFrame, results_root: Path) -> list[str]:
+    note = registry.profiles.get(profile, {}).get("benchmark_note", "")
+    rows = []
+    for name, spec in registry.tables.items():
+        if not (out_dir / f"{name}.md").is_file():
+            rows.append([name, spec.title, "not generated", "—"])
+            continue
+        seeds = table_seeds(registry, spec, profile, frame)
+        runs = {(r.run_id, r.seed): r for row in spec.rows if row.variant is not None
+                for r in gather_row(registry, row, spec, profile, frame, results_root, seeds).runs}
+        counts = pd.Series([r.status if r.usable or r.status != "done" else "missing" for r in runs.values()])
+        summary = ", ".join(f"{counts.eq(s).sum()} {s}" for s in ("done", "failed", "running", "missing")
+                            if counts.eq(s).any())
+        rows.append([f"[{name}]({name}.md)", spec.title, summary or "no runs", ", ".join(map(str, seeds))])
+    return [f"# Reports, profile `{profile}`", "", f"Benchmark: {note or '—'}.", "",
+            f"Regenerate with `python -m experiments.run report --profile {profile}`; check that the committed "
+            "reports match the committed results with `--check`.", "",
+            md_table(["report", "paper's table or figure", "runs", "seeds"], rows)]
 
 
-def store_config(path: Path) -> dict:
-    import yaml
-    return yaml.safe_load((Path(path) / "config.yaml").read_text())
-
-
-def _seeds(frame: pd.DataFrame) -> list[int]:
-    seeds = sorted({int(s) for s in frame["seed"].dropna()}) if not frame.empty else []
-    return seeds or [0]
+def _write(registry: Registry, profile: str, tables: list[str], results_root: Path, reports_root: Path) -> list[Path]:
+    results_root, out_dir = Path(results_root), Path(reports_root) / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = store.collect(results_root, profile)
+    written = [table_report(registry, name, profile, frame, results_root, out_dir) for name in tables]
+    index = out_dir / "README.md"
+    index.write_text("\n".join(index_lines(registry, profile, out_dir, frame, results_root)) + "\n")
+    return written + [index]
 
 
 def write_reports(registry: Registry, profile: str, tables: list[str], results_root: Path,
                   reports_root: Path) -> list[Path]:
-    results_root, out_dir = Path(results_root), Path(reports_root) / profile
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = store.collect(results_root, profile)
-    seeds = _seeds(frame)
-    written = [table_report(registry, name, profile, frame, results_root, out_dir, seeds) for name in tables]
-    index = [f"# Reports, profile `{profile}`", "",
-             f"Benchmark: {BENCHMARK_NAMES.get(registry.profiles[profile].get('data', {}).get('benchmark', ''), '?')}.",
-             "Regenerate with `python -m experiments.run report --profile " + profile + "`; "
-             "check with `--check`.", ""]
-    for name, spec in registry.tables.items():
-        exists = (out_dir / f"{name}.md").is_file()
-        index.append(f"- [{name}]({name}.md): {spec.title}" if exists else f"- {name}: {spec.title} (not generated)")
-    (out_dir / "README.md").write_text("\n".join(index) + "\n")
-    return written + [out_dir / "README.md"]
+    """Writes ``reports/<profile>/<table>.md`` (+ PNGs) for each table and the index README.md."""
+    return _write(registry, profile, tables, results_root, reports_root)
 
 
 def check_reports(registry: Registry, profile: str, results_root: Path, reports_root: Path) -> list[str]:
-    """Regenerates every report into a temporary folder and lists what differs from the committed one.
+    """Regenerates every committed report into a temporary folder; lists each file that differs.
 
-    Image-based figures (Figure 7, the gallery) need the dataset's images, which a checkout does not
-    have, so they are not compared; every markdown file and every other PNG is compared byte for byte.
+    Markdown and PNGs are compared byte for byte, and a committed file that regeneration would not
+    write is reported as stale. One exception: Figure 7 and the gallery are drawn from the dataset's
+    images, which a checkout without the (generated) dataset does not have; when regeneration could
+    not draw them they are not compared, and the problem list says nothing about them.
     """
     committed = Path(reports_root) / profile
     if not committed.is_dir():
         return [f"{committed} does not exist: nothing to check"]
+    tables = sorted(p.stem for p in committed.glob("*.md") if p.stem in registry.tables)
     with tempfile.TemporaryDirectory() as tmp:
-        fresh_root = Path(tmp)
-        tables = [p.stem for p in committed.glob("*.md") if p.stem in registry.tables]
-        write_reports(registry, profile, tables, results_root, fresh_root)
-        fresh = fresh_root / profile
+        fresh = Path(tmp) / profile
+        _write(registry, profile, tables, results_root, Path(tmp))
         problems = []
+        fresh_names = {p.name for p in fresh.iterdir()}
         for path in sorted(fresh.iterdir()):
-            if path.name in IMAGE_FIGURES:
-                continue
             old = committed / path.name
             if not old.is_file():
                 problems.append(f"{old} is missing (regeneration writes it)")
             elif not filecmp.cmp(old, path, shallow=False):
-                problems.append(f"{old} differs from a regeneration from {results_root}/{profile}")
+                problems.append(f"{old} differs from a regeneration from {Path(results_root) / profile}")
+        for old in sorted(committed.iterdir()):
+            if old.is_file() and old.name not in fresh_names and old.name not in IMAGE_FIGURES:
+                problems.append(f"{old} is stale: regeneration does not write it")
         return problems

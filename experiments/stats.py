@@ -1,11 +1,12 @@
 """Statistics of the reports: intervals over seeds, paired deltas over images, verdicts, convergence.
 
-Every bootstrap uses a fixed random_state, so a report regenerated from the same results is
+Every bootstrap draws from a fixed random_state, so a report regenerated from the same results is
 byte-for-byte identical.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,67 +15,115 @@ from scipy import stats
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 RANDOM_STATE = 0
-HOLDS, REVERSED, NOISE, NO_CLAIM = "holds", "reversed", "not distinguishable from noise", "paper shows no change"
+
+HOLDS = "holds"
+REVERSED = "reversed"
+NOISE = "not distinguishable from noise"
+NO_PAPER_CHANGE = "paper shows no change"       # the paper's two numbers are equal: no direction to check
+NO_PAPER_NUMBER = "paper gives no number"       # e.g. only-3DMM has no NME in Table 7
+
+try:                                            # one source of truth for better-is-lower/higher
+    from trans3dhead.metrics import METRIC_DIRECTIONS
+except ImportError:                             # the suite must still report without the library
+    METRIC_DIRECTIONS = {"nme": "lower", "z5": "higher", "chamfer": "lower", "pose_error": "lower",
+                         "mae": "lower", "pitch": "lower", "yaw": "lower", "roll": "lower"}
 
 
-@dataclass(frozen=True)
-class Interval:
-    value: float
+class SeedSummary(NamedTuple):
+    """Mean over seeds and its 95% bootstrap interval; lo = hi = NaN with a single seed (no spread to resample)."""
+    mean: float
     lo: float
     hi: float
-    n: int
 
 
-def _bootstrap_mean(values: np.ndarray) -> tuple[float, float]:
-    if len(values) < 2 or np.allclose(values, values[0]):
-        return (float(values[0]), float(values[0])) if len(values) >= 2 else (np.nan, np.nan)
-    res = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
-                          method="percentile", random_state=RANDOM_STATE)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+class Delta(NamedTuple):
+    """Mean of (after - before) over the images both runs were scored on, with its paired 95% interval."""
+    delta: float
+    lo: float
+    hi: float
+    n_items: int
+    direction: str                               # "lower" or "higher" is better for this metric
+
+    @property
+    def better(self) -> bool | None:
+        """True when the whole interval lies on the better side of zero, False on the worse side, None if it covers 0."""
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.lo <= 0 <= self.hi:
+            return None
+        return (self.hi < 0) == (self.direction == "lower")
 
 
-def seed_summary(values) -> Interval:
-    """Mean over seeds with a 95% bootstrap interval (NaN bounds with a single seed)."""
-    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(values) == 0:
-        return Interval(np.nan, np.nan, np.nan, 0)
-    lo, hi = _bootstrap_mean(values)
-    return Interval(float(values.mean()), lo, hi, len(values))
+def bootstrap_mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean (NaN for < 2 values; a point for constant values,
+    where scipy's resampling is degenerate)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
+                             method="percentile", random_state=np.random.default_rng(RANDOM_STATE))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def paired_delta(before: pd.Series, after: pd.Series) -> Interval:
-    """Mean of (after - before) over the images both were scored on, with a paired 95% bootstrap
-    interval; ``before``/``after`` are per-image values indexed by item id (already averaged over seeds)."""
-    joined = pd.concat([before.rename("a"), after.rename("b")], axis=1, join="inner").dropna()
-    diff = (joined["b"] - joined["a"]).to_numpy()
+def seed_summary(values) -> SeedSummary:
+    """Mean over the finite per-seed values with a 95% bootstrap interval over seeds."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if len(finite) == 0:
+        return SeedSummary(math.nan, math.nan, math.nan)
+    lo, hi = bootstrap_mean_interval(finite)
+    return SeedSummary(float(finite.mean()), lo, hi)
+
+
+def paired_delta(before: pd.Series | pd.DataFrame, after: pd.Series | pd.DataFrame, *, direction: str) -> Delta:
+    """Paired bootstrap of after - before on the same evaluation images.
+
+    ``before``/``after``: per-image values indexed by item id; a DataFrame holds one column per seed
+    and is averaged over seeds per image first, so the interval reflects image-to-image variation of
+    the seed-averaged models. Images missing from either side are dropped.
+    """
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', not {direction!r}")
+    before, after = (x.mean(axis=1) if isinstance(x, pd.DataFrame) else x for x in (before, after))
+    joined = pd.concat([before.rename("before"), after.rename("after")], axis=1, join="inner").dropna()
+    diff = (joined["after"] - joined["before"]).to_numpy(dtype=float)
     if len(diff) == 0:
-        return Interval(np.nan, np.nan, np.nan, 0)
-    lo, hi = _bootstrap_mean(diff)
-    return Interval(float(diff.mean()), lo, hi, len(diff))
+        return Delta(math.nan, math.nan, math.nan, 0, direction)
+    lo, hi = bootstrap_mean_interval(diff)
+    return Delta(float(diff.mean()), lo, hi, len(diff), direction)
 
 
-def verdict(delta: Interval, paper_delta: float) -> str:
-    """Does our change go the paper's way? Noise when the interval covers zero."""
-    if not np.isfinite(paper_delta) or paper_delta == 0:
-        return NO_CLAIM
-    if not np.isfinite(delta.value) or not np.isfinite(delta.lo) or delta.lo <= 0 <= delta.hi:
+def verdict(delta: float, lo: float, hi: float, paper_direction: float) -> str:
+    """Does our change go the paper's way? ``paper_direction``: the paper's change (only its sign counts).
+
+    "not distinguishable from noise" when our interval covers zero (or is undefined).
+    """
+    if paper_direction is None or not np.isfinite(paper_direction):
+        return NO_PAPER_NUMBER
+    if paper_direction == 0:
+        return NO_PAPER_CHANGE
+    if not all(np.isfinite(x) for x in (delta, lo, hi)) or lo <= 0 <= hi:
         return NOISE
-    return HOLDS if np.sign(delta.value) == np.sign(paper_delta) else REVERSED
+    return HOLDS if np.sign(delta) == np.sign(paper_direction) else REVERSED
 
 
 def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02) -> bool | None:
-    """Val NME moved by less than ``tol`` (relative) over the last ``window`` of training.
+    """Did validation NME change by less than ``tol`` (relative) over the last ``window`` of training?
 
-    None when the curve is too short to tell (fewer than 3 validation points).
+    Training progress is read from ``step`` (``epoch`` when absent); the NME at the start of the window
+    is interpolated between validation points. None when the curve cannot tell: no curve, fewer than
+    three validation points, or a window that starts before the first one.
     """
     if curve is None or "val_nme" not in curve:
         return None
-    points = curve.dropna(subset=["val_nme"])
+    axis = "step" if "step" in curve and curve["step"].notna().all() else "epoch"
+    points = curve.dropna(subset=["val_nme"]).sort_values(axis)
     if len(points) < 3:
         return None
-    last_epoch = points["epoch"].max()
-    start_epoch = last_epoch - max(1.0, window * last_epoch)
-    start = points[points["epoch"] <= start_epoch]
-    reference = float(start["val_nme"].iloc[-1]) if len(start) else float(points["val_nme"].iloc[0])
-    final = float(points["val_nme"].iloc[-1])
-    return bool(abs(final - reference) / max(abs(reference), 1e-12) < tol)
+    progress, nme = points[axis].to_numpy(dtype=float), points["val_nme"].to_numpy(dtype=float)
+    window_start = progress[-1] * (1.0 - window)
+    if window_start < progress[0]:
+        return None
+    if not np.isfinite(nme[-1]):
+        return False
+    reference = float(np.interp(window_start, progress, nme))
+    return bool(abs(nme[-1] - reference) <= tol * abs(reference))
