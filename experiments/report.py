@@ -358,6 +358,9 @@ def figure8_section(rr: RowRuns, out_dir: Path) -> list[str]:
         per_image = magnitudes.mean(axis=(2, 3))                              # (L, n)
         delta = stats.paired_delta(pd.Series(per_image[0]), pd.Series(per_image[-1]), direction="lower")
         verdict = stats.verdict(delta.delta, delta.lo, delta.hi, -1.0)
+        flags = rr.convergence()
+        if any(f is False for f in flags):
+            verdict += " (rests on unconverged runs)"
         lines += [f"Paper: residuals approach 0 as the decoder deepens. Ours, mean absolute residual per image, layer "
                   f"{len(magnitudes)} − layer 1: {fmt(delta.delta, spec='{:.4f}')} "
                   f"[{fmt(delta.lo, spec='{:.4f}')}, {fmt(delta.hi, spec='{:.4f}')}] over {delta.n_items} images: "
