@@ -182,12 +182,16 @@ def convergence_text(flags: list[bool | None]) -> str:
     return "no" if n_yes == 0 else f"no ({len(flags) - n_yes}/{len(flags)} seeds)"
 
 
-def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str) -> str:
+def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds: int | None = None) -> str:
+    """'mean' for one seed, 'mean [lo, hi]' for several; says so when only some of the table's seeds finished."""
     if n_seeds == 0:
         return "—"
-    if n_seeds == 1:
-        return fmt(summary.mean, metric)
-    return f"{fmt(summary.mean, metric)} [{fmt(summary.lo, metric)}, {fmt(summary.hi, metric)}]"
+    text = fmt(summary.mean, metric)
+    if n_seeds > 1:
+        text += f" [{fmt(summary.lo, metric)}, {fmt(summary.hi, metric)}]"
+    if of_seeds is not None and n_seeds < of_seeds:
+        text += f" ({n_seeds}/{of_seeds} seeds)"
+    return text
 
 
 # -- the report's parts --------------------------------------------------------------------------
@@ -243,7 +247,7 @@ def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], se
             n = len(rr.done)
             cells = [row.label]
             for metric, p in zip(spec.metrics, paper):
-                cells += [metric_cell(rr.summary(metric), n, metric), p]
+                cells += [metric_cell(rr.summary(metric), n, metric, len(rr.runs)), p]
             if spec.efficiency:
                 cells += [fmt(rr.efficiency(key) * scale, spec=form) for _, key, scale, form in EFFICIENCY_COLUMNS]
                 cells.append(fmt(row.paper.get("fps"), spec="{:.0f}"))
