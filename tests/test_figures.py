@@ -1,0 +1,121 @@
+"""Figures: written, non-empty, byte-for-byte reproducible; Figures 7-8 and the gallery from a store
+and a dataset folder in the official layout."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from experiments import figures, report, store
+from experiments.registry import REGISTRY_DIR, load_registry
+
+PROFILE = "smoke"
+N_IMAGES, IMAGE_SIZE = 6, 96
+ITEMS = [f"val_{k:03d}" for k in range(N_IMAGES)]
+FIGURE_TABLES = {name: {"title": title, "kind": "figure", "dataset": "dad3dheads", "split": "val", "metrics": [],
+                        "sections": [{"name": "", "rows": [{"label": "Trans3DHead", "variant": "trans3dhead",
+                                                            "paper": {}}]}]}
+                 for name, title in (("figure7", "MARR stages"), ("figure8", "Residual histogram"))}
+
+
+def _png_is_reproducible(make, path):
+    make(path)
+    first = path.read_bytes()
+    make(path)
+    assert path.read_bytes() == first and len(first) > 5000
+    assert b"Software" not in first and b"matplotlib" not in first      # no version stamp in the file
+    return first
+
+
+def test_plots_are_written_deterministically(tmp_path):
+    rng = np.random.default_rng(0)
+    residuals = np.stack([rng.laplace(0, 0.08, (10, 68, 2)), rng.laplace(0, 0.02, (10, 68, 2))])
+    _png_is_reproducible(lambda p: figures.residual_histogram(residuals, p), tmp_path / "figure8.png")
+    curve = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [5.0, 3.0, 2.0], "val_nme": [20.0, 12.0, 10.0]})
+    _png_is_reproducible(lambda p: figures.training_curves({"a (seed 0)": curve, "b (seed 0)": curve * 1.1}, p),
+                         tmp_path / "curves.png")
+    deltas = pd.DataFrame({"step": ["a → b", "a → b", "b → c"], "metric": ["NME ↓", "Z5 Acc. ↑", "NME ↓"],
+                           "delta": [-0.5, 0.001, 0.2], "lo": [-0.6, -0.001, 0.1], "hi": [-0.4, 0.003, 0.3],
+                           "verdict": ["holds", "not distinguishable from noise", "reversed (rests on unconverged runs)"]})
+    _png_is_reproducible(lambda p: figures.ablation_deltas(deltas, p), tmp_path / "deltas.png")
+
+
+def test_crop_mapping_recovers_the_evaluation_crop():
+    crop_units = np.random.default_rng(1).uniform(0.2, 0.8, (68, 2))
+    pixels = np.round(crop_units * 57.5 + np.array([12.25, -3.5]), 2)        # stored predictions: 0.01 px
+    k, origin, worst = report._crop_mapping(crop_units, pixels)
+    assert k == pytest.approx(57.5, abs=1e-2) and origin == pytest.approx([12.25, -3.5], abs=1e-2)
+    assert worst < 0.01
+
+
+# -- Figures 7 and 8 and the gallery through the report, on a hand-made store and dataset ---------
+@pytest.fixture()
+def figure_setup(tmp_path):
+    root = tmp_path / "registry"
+    root.mkdir()
+    for name in ("variants.yaml", "profiles.yaml"):
+        shutil.copy(REGISTRY_DIR / name, root / name)
+    shutil.copytree(REGISTRY_DIR / "clusters", root / "clusters")
+    (root / "tables.yaml").write_text(yaml.safe_dump(FIGURE_TABLES, sort_keys=False))
+    registry = load_registry(root)
+
+    dataset = tmp_path / "dataset"
+    (dataset / "val" / "images").mkdir(parents=True)
+    entries = []
+    for k, item_id in enumerate(ITEMS):
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (40 + 30 * k, 60, 90))
+        ImageDraw.Draw(image).ellipse((28, 20, 68, 76), fill=(220, 180, 150))
+        image.save(dataset / "val" / "images" / f"{item_id}.png")
+        entries.append({"item_id": item_id, "img_path": f"images/{item_id}.png", "bbox": [28, 20, 40, 56]})
+    (dataset / "val" / "val.json").write_text(json.dumps(entries))
+
+    rng = np.random.default_rng(0)
+    mean_face = np.stack([np.linspace(0.3, 0.7, 68), 0.5 + 0.2 * np.sin(np.linspace(0, 6, 68))], axis=1)
+    residuals = np.stack([rng.normal(0, 0.05, (N_IMAGES, 68, 2)), rng.normal(0, 0.01, (N_IMAGES, 68, 2))])
+    layers = mean_face + np.cumsum(residuals, axis=0)                         # eq. 5: add each layer's residual
+    k, origin = 60.0, np.array([18.0, 16.0])                                   # the evaluation crop, in pixels
+    results = tmp_path / "results"
+    for variant, landmarks in (("trans3dhead", layers[-1]), ("dad3dnet", layers[-1] + 0.02)):
+        run = registry.resolve(variant, PROFILE, 0)
+        path = store.run_dir(results, PROFILE, run.run_id)
+        config = run.config.to_dict()
+        config["data"].update(benchmark="dad3dheads", root=str(dataset))
+        store.write_config(path, config)
+        store.write_meta(path, {"variants": [variant], "seed": 0, "status": "done", "benchmark": "synthheads",
+                                "code_version": "abc1234", "device": "cpu", "date": "2026-11-24"})
+        nme = np.linspace(1.0, 6.0, N_IMAGES) + (0.5 if variant == "dad3dnet" else 0.0)
+        predictions = {item: {"68_landmarks_2d": landmarks[i] * k + origin, "rotation_matrix": np.eye(3)}
+                       for i, item in enumerate(ITEMS)}
+        marr = ({"residuals": np.abs(residuals), "landmarks": layers, "mean_face": mean_face,
+                 "item_ids": np.array(ITEMS)} if variant == "trans3dhead" else None)
+        store.write_evaluation(path, "dad3dheads", "val", {"nme": float(nme.mean())},
+                               pd.DataFrame({"item_id": ITEMS, "nme": nme}), {}, marr, predictions)
+        store.atomic_write_bytes(path / "curve.csv", b"epoch,step,val_nme\n1,10,9\n2,20,5\n3,30,4.99\n4,40,4.98\n")
+    return registry, results, dataset
+
+
+def test_figures_7_8_and_gallery_from_the_store(figure_setup, tmp_path):
+    registry, results, dataset = figure_setup
+    reports = tmp_path / "reports"
+    report.write_reports(registry, PROFILE, ["figure7", "figure8"], results, reports)
+    out = reports / PROFILE
+    for name in ("figure7.png", "figure8.png", "gallery.png"):
+        assert (out / name).stat().st_size > 5000, name
+    figure7 = (out / "figure7.md").read_text()
+    assert "![Figure 7](figure7.png)" in figure7 and "![gallery](gallery.png)" in figure7
+    assert "converged: yes; status: done" in figure7
+    figure8 = (out / "figure8.md").read_text()
+    assert "| layer 1 | " in figure8 and "| layer 2 | " in figure8
+    assert figure8.rstrip().endswith("**holds**.")                            # layer 2 residuals are smaller
+    assert report.check_reports(registry, PROFILE, results, reports) == []
+
+    # Without the dataset the image figures cannot be drawn: the committed ones stay and are not compared;
+    # the markdown does not depend on whether the images were there.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    shutil.rmtree(dataset)
+    assert report.check_reports(registry, PROFILE, results, reports) == []
+    report.write_reports(registry, PROFILE, ["figure7", "figure8"], results, reports)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
