@@ -442,6 +442,9 @@ def figure7_section(registry: Registry, profile: str, rr: RowRuns, frame: pd.Dat
     if data is not None and data.get("mean_face") is not None and data["mean_face"].size:
         _draw_figure7(data, predictions, entries, split_dir, out_dir / "figure7.png")
     per_sample = store.per_sample(run.path, spec.dataset, spec.split)
+    if "nme" not in per_sample:             # a split without annotations has no hardest cases
+        return lines
+    per_sample = per_sample[per_sample["item_id"].isin(list(entries))]
     hardest = per_sample.sort_values(["nme", "item_id"], ascending=[False, True])["item_id"].head(GALLERY_CASES)
     methods = {}
     dad_id = registry.resolve("dad3dnet", profile, run.seed).run_id if "dad3dnet" in registry.variants else None
@@ -449,15 +452,17 @@ def figure7_section(registry: Registry, profile: str, rr: RowRuns, frame: pd.Dat
     if dad_dir is not None and store.predictions(dad_dir, spec.dataset, spec.split):
         methods["DAD-3DNet"] = dad_dir
     methods[rr.row.label] = run.path
+    stored = {name: (store.predictions(path, spec.dataset, spec.split) or {},
+                     store.per_sample(path, spec.dataset, spec.split).set_index("item_id")["nme"])
+              for name, path in methods.items()}
     cases = []
     for item_id in hardest:
         per_method = {}
-        for name, path in methods.items():
-            pred = (store.predictions(path, spec.dataset, spec.split) or {}).get(item_id)
-            nme = store.per_sample(path, spec.dataset, spec.split).set_index("item_id")["nme"].get(item_id)
-            if pred is not None:
-                per_method[name] = {"landmarks": np.asarray(pred["68_landmarks_2d"]),
-                                    "rotation": np.asarray(pred["rotation_matrix"]), "nme": nme}
+        for name, (preds, nmes) in stored.items():
+            if item_id in preds:
+                per_method[name] = {"landmarks": np.asarray(preds[item_id]["68_landmarks_2d"]),
+                                    "rotation": np.asarray(preds[item_id]["rotation_matrix"]),
+                                    "nme": nmes.get(item_id)}
         entry = entries[item_id]
         cases.append(figures.GalleryCase(item_id, _load_image(split_dir, entry), _bbox_window(entry["bbox"]),
                                          {name: per_method.get(name) for name in methods}))
@@ -471,7 +476,7 @@ def _draw_figure7(data: dict, predictions: dict, entries: dict, split_dir: Path,
     panels = []
     for index in np.argsort(item_ids, kind="stable")[:FIGURE7_IMAGES]:
         item_id = item_ids[index]
-        if item_id not in predictions:
+        if item_id not in predictions or item_id not in entries:
             continue
         last_layer = data["landmarks"][-1, index]
         k, origin, worst = _crop_mapping(last_layer, np.asarray(predictions[item_id]["68_landmarks_2d"]))

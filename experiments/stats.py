@@ -46,7 +46,7 @@ class Delta(NamedTuple):
 
     @property
     def better(self) -> bool | None:
-        """True when the whole interval lies on the better side of zero, False on the worse side, None if it covers 0."""
+        """True: the whole interval is on the better side of 0; False: on the worse side; None: it covers 0."""
         if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.lo <= 0 <= self.hi:
             return None
         return (self.hi < 0) == (self.direction == "lower")

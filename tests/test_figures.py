@@ -39,7 +39,8 @@ def test_plots_are_written_deterministically(tmp_path):
                          tmp_path / "curves.png")
     deltas = pd.DataFrame({"step": ["a → b", "a → b", "b → c"], "metric": ["NME ↓", "Z5 Acc. ↑", "NME ↓"],
                            "delta": [-0.5, 0.001, 0.2], "lo": [-0.6, -0.001, 0.1], "hi": [-0.4, 0.003, 0.3],
-                           "verdict": ["holds", "not distinguishable from noise", "reversed (rests on unconverged runs)"]})
+                           "verdict": ["holds", "not distinguishable from noise",
+                                       "reversed (rests on unconverged runs)"]})
     _png_is_reproducible(lambda p: figures.ablation_deltas(deltas, p), tmp_path / "deltas.png")
 
 
