@@ -22,9 +22,7 @@ from experiments.registry import Registry, Row, Step, TableSpec
 METRIC_NAMES = {"nme": "NME", "z5": "Z5 Acc.", "chamfer": "Cham. Dis.", "pose_error": "Pose Err.",
                 "mae": "MAE", "pitch": "Pitch", "yaw": "Yaw", "roll": "Roll"}
 DECIMALS = {"nme": 3, "z5": 4, "chamfer": 3, "pose_error": 3, "mae": 2, "pitch": 2, "yaw": 2, "roll": 2}
-BENCHMARK_NAMES = {"synthheads": "SynthHeads, the embedded procedural benchmark in the DAD-3DHeads format "
-                                 "(these are NOT DAD-3DHeads numbers)",
-                   "dad3dheads": "DAD-3DHeads"}
+DATASET_NAMES = {"dad3dheads": "DAD-3DHeads", "aflw2000": "AFLW2000-3D"}
 # (column title, efficiency key, scale, format); the paper's Table 1 has FPS, so a table that
 # reports efficiency shows what we measured of it and of its cost.
 EFFICIENCY_COLUMNS = (("Params (M)", "params", 1e-6, "{:.2f}"), ("GFLOPs", "flops", 1e-9, "{:.3f}"),
@@ -38,6 +36,14 @@ GALLERY_CASES = 4
 
 
 # -- formatting ----------------------------------------------------------------------------------
+def benchmark_name(benchmark: str, dataset: str) -> str:
+    """What the numbers were measured on; synthetic numbers never pass for the real benchmark's."""
+    real = DATASET_NAMES.get(dataset, dataset)
+    if benchmark == "synthheads":
+        return (f"SynthHeads, the embedded procedural benchmark, in the {real} format "
+                f"(these are NOT {real} numbers)")
+    return real if benchmark == "dad3dheads" else benchmark
+
 def arrow(metric: str) -> str:
     return "↓" if stats.METRIC_DIRECTIONS[metric] == "lower" else "↑"
 
@@ -199,7 +205,8 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
     metas = [r.meta for rr in rows for r in rr.done]
     values = lambda key: sorted({str(m[key]) for m in metas if m.get(key)})  # noqa: E731
     benchmarks = values("benchmark")
-    benchmark = "; ".join(BENCHMARK_NAMES.get(b, b) for b in benchmarks) if benchmarks else "— (no finished runs)"
+    benchmark = ("; ".join(benchmark_name(b, spec.dataset) for b in benchmarks) if benchmarks
+                 else "— (no finished runs)")
     hardware = ", ".join(values("device")) or "—"
     if values("amp"):
         hardware += f" (autocast: {', '.join(values('amp'))})"

@@ -213,3 +213,10 @@ def test_formatting_is_stable():
     assert report.fmt(-0.0001, "nme") == "0.000" and report.fmt(float("nan"), "nme") == "—"
     assert report.fmt(0.95781, "z5") == "0.9578" and report.fmt(None) == "—"
     assert report.metric_cell(stats.SeedSummary(1.0, float("nan"), float("nan")), 1, "nme") == "1.000"
+
+
+def test_synthetic_numbers_never_pass_for_the_real_benchmark():
+    assert "NOT AFLW2000-3D numbers" in report.benchmark_name("synthheads", "aflw2000")
+    assert "NOT DAD-3DHeads numbers" in report.benchmark_name("synthheads", "dad3dheads")
+    assert report.benchmark_name("dad3dheads", "aflw2000") == "AFLW2000-3D"
+    assert report.benchmark_name("dad3dheads", "dad3dheads") == "DAD-3DHeads"
