@@ -139,6 +139,7 @@ def training_curves(curves: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))   # 1-2-5 ticks, readable
         ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3, which="both")
