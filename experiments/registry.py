@@ -29,6 +29,9 @@ CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task",
 ABLATION_SWITCHES = {"model": {"arch", "n_params", "encoder_layers", "decoder_layers", "branches", "qamem",
                                "mqinit", "mean_face"}, "loss": "*"}
 EXTRA_METRICS = {"fps"}          # paper-only columns
+# How a run is executed, not what it computes: left out of the run id, so that a machine with more
+# loader workers or less RAM reuses the same results.
+EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory")}
 
 
 class RegistryError(ValueError):
@@ -122,7 +125,11 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 
 def run_id_of(config: RunConfig) -> str:
-    blob = json.dumps(config.to_dict(), sort_keys=True, default=list)
+    identity = config.to_dict()
+    for section, keys in EXECUTION_ONLY.items():
+        for key in keys:
+            identity[section].pop(key, None)
+    blob = json.dumps(identity, sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 

@@ -87,6 +87,7 @@ class DataConfig:
     render_size: int = 256
     synth_seed: int = 0
     num_workers: int = 0
+    cache_in_memory: bool = False            # keep decoded images and geometry in RAM after the first epoch
 
     def validate(self) -> None:
         _check_choice("data.benchmark", self.benchmark, BENCHMARKS)

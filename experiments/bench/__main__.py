@@ -1,11 +1,12 @@
 """``python -m experiments.bench NAME [args]``: benchmarks that print ratios measured side by side.
 
-NAME: synth (SynthHeads generation speed), qamem (QAMem naive vs efficient), models (Trans3DHead vs DAD-3DNet).
+NAME: synth (SynthHeads generation speed), qamem (QAMem naive vs efficient), models (Trans3DHead vs DAD-3DNet),
+convergence (final NME and convergence over a grid of training budgets).
 """
 import importlib
 import sys
 
-BENCHMARKS = ("synth", "qamem", "models")
+BENCHMARKS = ("synth", "qamem", "models", "convergence")
 
 
 def main(argv: list[str]) -> int:
@@ -15,4 +16,5 @@ def main(argv: list[str]) -> int:
     return importlib.import_module(f"experiments.bench.{argv[0]}").main(argv[1:])
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":     # spawned workers re-import this module
+    sys.exit(main(sys.argv[1:]))

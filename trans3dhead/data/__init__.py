@@ -46,7 +46,8 @@ def build_dataset(cfg: DataConfig, dataset: str, split: str, train: bool, seed: 
     if not split_dir.is_dir():
         raise DatasetError(f"DAD-3DHeads split folder {split_dir} is missing; set data.root to the "
                            "DAD-3DHeadsDataset folder")
-    return DAD3DHeadsDataset(split_dir, flame_dir, cfg.image_size, train=train, seed=seed)
+    return DAD3DHeadsDataset(split_dir, flame_dir, cfg.image_size, train=train, seed=seed,
+                             cache_in_memory=cfg.cache_in_memory)
 
 
 def mean_landmarks(dataset: DAD3DHeadsDataset) -> np.ndarray:

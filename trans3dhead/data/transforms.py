@@ -42,8 +42,8 @@ def crop_image(image: Image.Image, crop: Crop) -> torch.Tensor:
     """(3, size, size) ImageNet-normalised crop; outside the clipped box is 0 before normalisation."""
     s = crop.scale
     data = (s, 0.0, float(crop.origin[0]), 0.0, s, float(crop.origin[1]))
-    warped = image.convert("RGB").transform((crop.size, crop.size), Image.Transform.AFFINE, data,
-                                            resample=Image.Resampling.BILINEAR)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    warped = rgb.transform((crop.size, crop.size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR)
     array = torch.from_numpy(np.asarray(warped, dtype=np.float32) / 255.0).permute(2, 0, 1).clone()
     w, h = (int(np.ceil(v)) for v in crop.extent)
     array[:, :, w:] = 0

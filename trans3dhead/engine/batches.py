@@ -42,6 +42,6 @@ def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> Data
 def landmark_nme(pred_crop: torch.Tensor, batch: dict, image_size: int) -> torch.Tensor:
     """Per-sample NME (official normalisation, x100) of crop-unit landmarks against the batch's GT."""
     pred = crop_units_to_original(pred_crop.float(), batch, image_size)
-    gt = crop_units_to_original(batch["landmarks_2d"].float(), batch, image_size)
+    gt = crop_units_to_original(batch["landmarks_2d"].to(pred_crop.device).float(), batch, image_size)
     bbox = batch["bbox"].to(pred.device, torch.float64)
     return (pred - gt).norm(dim=-1).mean(-1) / torch.sqrt(bbox[:, 2] * bbox[:, 3]) * 100.0

@@ -1,0 +1,125 @@
+"""How long must a profile train to converge? Trains variants over a grid of overrides side by side and
+prints, for each, the final validation NME, the change over the last 20% of training (the reports'
+convergence test) and the wall time. It is how the ``cpu`` profile's budget was chosen.
+
+    python -m experiments.bench convergence --variants trans3dhead,dad3dnet \\
+        --set train.epochs=8,16,32 --set model.nheads=1,4 --parallel 2 --out curves.csv
+
+Runs go to a temporary folder and never touch ``results/``; ``--out`` keeps every validation curve.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from experiments.registry import _deep_merge, load_registry
+from experiments.stats import converged
+from trans3dhead.config import RunConfig
+
+
+def _override(spec: str) -> tuple[str, list]:
+    """'train.epochs=8,16' -> ('train.epochs', [8, 16]) with YAML scalars."""
+    key, _, values = spec.partition("=")
+    if "." not in key or not values:
+        raise argparse.ArgumentTypeError(f"--set {spec!r}: use SECTION.KEY=V1,V2 (e.g. train.epochs=8,16)")
+    return key, [yaml.safe_load(v) for v in values.split(",")]
+
+
+def _nested(key: str, value) -> dict:
+    section, name = key.split(".", 1)
+    return {section: {name: value}}
+
+
+def _train_one(task: tuple) -> dict:
+    label, config, workdir, threads = task
+    import torch
+
+    from trans3dhead.engine import train
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    summary = train(RunConfig.from_dict(config), workdir, show_progress=False)
+    curve = pd.read_csv(Path(workdir) / "curve.csv")
+    return {**label, "steps": summary["steps"], "final_val_nme": summary["final_val_nme"],
+            "best_val_nme": summary["best_val_nme"], "converged": converged(curve),
+            "last_20pct_change": _window_change(curve), "train_wall_s": round(summary["wall_s"], 1),
+            "wall_s": round(time.time() - started, 1), "device": summary["device"],
+            "curve": curve.assign(**label)}
+
+
+def _window_change(curve: pd.DataFrame, window: float = 0.2) -> float:
+    """Relative change of val NME over the last ``window`` of training (what ``converged`` tests)."""
+    points = curve.dropna(subset=["val_nme"])
+    steps, nme = points["step"].to_numpy(float), points["val_nme"].to_numpy(float)
+    reference = float(np.interp(steps[-1] * (1 - window), steps, nme))
+    return (nme[-1] - reference) / reference
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench convergence", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--variants", default="trans3dhead,dad3dnet", help="comma-separated registry variants")
+    parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
+                        help="SECTION.KEY=V1,V2,...: a grid axis (repeatable)")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (they share the device)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: cores / parallel)")
+    parser.add_argument("--out", type=Path, help="CSV of every run's validation curve")
+    args = parser.parse_args(argv)
+
+    registry = load_registry()
+    axes = [key for key, _ in args.overrides]
+    tasks = []
+    workroot = Path(tempfile.mkdtemp(prefix="t3h-convergence-"))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    for variant in args.variants.split(","):
+        for values in itertools.product(*(v for _, v in args.overrides)):
+            for seed in range(args.seeds):
+                raw = registry.resolve(variant, args.profile, seed).config.to_dict()
+                for key, value in zip(axes, values):
+                    raw = _deep_merge(raw, _nested(key, value))
+                config = RunConfig.from_dict(raw).to_dict()
+                label = {"variant": variant, "seed": seed, **dict(zip(axes, values))}
+                name = "-".join(str(v) for v in label.values()).replace("/", "_")
+                tasks.append((label, config, str(workroot / name), threads))
+    if not tasks:
+        parser.error("nothing to run")
+
+    from trans3dhead.data import ensure_synthheads     # generate once, before the workers race for it
+    for data in {yaml.safe_dump(t[1]["data"]) for t in tasks}:
+        ensure_synthheads(RunConfig.from_dict({"data": yaml.safe_load(data)}).data)
+
+    print(f"{len(tasks)} runs, {args.parallel} at a time, {threads} thread(s) each; work in {workroot}", flush=True)
+    rows = []
+    pool = multiprocessing.get_context("spawn").Pool(args.parallel) if args.parallel > 1 else None
+    try:
+        for row in (pool.imap_unordered(_train_one, tasks) if pool else map(_train_one, tasks)):
+            rows.append(row)
+            print("done: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in row.items() if k != "curve"), flush=True)
+            if args.out:      # after every run, so an interrupted sweep keeps what it finished
+                pd.concat([r["curve"] for r in rows]).to_csv(args.out, index=False)
+    finally:
+        if pool:
+            pool.terminate()
+
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "curve"} for r in rows])
+    table = table.sort_values(["variant", *axes, "seed"])
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if args.out:
+        print(f"curves written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
