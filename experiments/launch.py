@@ -81,6 +81,9 @@ class RunJob:
             store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
                               traceback=traceback.format_exc(limit=8), finished=_now())
             raise
+        except KeyboardInterrupt:       # cancelled (Ctrl-C on the submitter, scancel): resumable, not failed
+            store.update_meta(out, status="interrupted", finished=_now())
+            raise
         return self.run_id
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
@@ -168,7 +171,14 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
                     gpu = {"gpus_per_node": 1, "visible_gpus": (slot,)} if n_gpus else {}
                     ex.update_parameters(timeout_min=24 * 60, **gpu)
                     handles.append(ex.submit(job))
-                errors += _wait(wave, handles, bar, poll_s)
+                try:
+                    errors += _wait(wave, handles, bar, poll_s)
+                except KeyboardInterrupt:
+                    # submitit's local jobs outlive their submitter by design; an interrupted table
+                    # must not leave orphans competing for the cores. Checkpoints stay for a rerun.
+                    for handle in handles:
+                        handle.cancel(check=False)
+                    raise
             return errors
         if executor == "slurm":
             cluster = cluster or {}

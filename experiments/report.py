@@ -169,8 +169,10 @@ def status_text(rr: RowRuns, table: str, seeds: list[int]) -> str:
         who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
         if run.status == "failed":
             problems.append(f"{who}failed: {_clean(run.error) or 'no error recorded'}")
-        elif run.status == "running":
-            problems.append(f"{who}running")
+        elif run.status in ("running", "queued"):
+            problems.append(f"{who}{run.status}")
+        elif run.status == "interrupted":
+            problems.append(f"{who}interrupted — `{run_command(table, seeds)}` resumes it")
         else:
             lacking = "" if run.status == "missing" else f" ({rr.spec.dataset}/{rr.spec.split} not evaluated)"
             problems.append(f"{who}missing{lacking} — run `{run_command(table, seeds)}`")
@@ -547,7 +549,7 @@ def index_lines(registry: Registry, profile: str, out_dir: Path, frame: pd.DataF
         runs = {(r.run_id, r.seed): r for row in spec.rows if row.variant is not None
                 for r in gather_row(registry, row, spec, profile, frame, results_root, seeds).runs}
         counts = pd.Series([r.status if r.usable or r.status != "done" else "missing" for r in runs.values()])
-        summary = ", ".join(f"{counts.eq(s).sum()} {s}" for s in ("done", "failed", "running", "missing")
+        summary = ", ".join(f"{counts.eq(s).sum()} {s}" for s in ("done", "failed", "interrupted", "queued", "running", "missing")
                             if counts.eq(s).any())
         rows.append([f"[{name}]({name}.md)", spec.title, summary or "no runs", ", ".join(map(str, seeds))])
     return [f"# Reports, profile `{profile}`", "", f"Benchmark: {note or '—'}.", "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -167,7 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)       # kill / scancel of the submitter: same as Ctrl-C
     with warnings.catch_warnings():
         warnings.simplefilter("always", store.CorruptResultWarning)
-        sys.exit(main())
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished runs are kept and local jobs were stopped; the same command "
+                  "resumes from the last epoch's checkpoints (SLURM jobs keep running: see `status`)", file=sys.stderr)
+            sys.exit(130)

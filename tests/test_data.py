@@ -1,5 +1,7 @@
 """SynthHeads generation and the official-format loaders."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +80,21 @@ def test_generation_is_deterministic_and_cached(tmp_path):
     assert (again / "dad3dheads" / "train" / "images" / "train_000001.png").read_bytes() == before
     for name in ("dad3dheads/val/val.json", "aflw2000/image00000.mat", "dad3dheads/test/annotations/test_000000.json"):
         assert (again / name).read_bytes() == (first / name).read_bytes(), name      # worker count does not matter
+
+
+def test_parallel_generation_from_an_unguarded_script(tmp_path):
+    """A plain script with no ``if __name__ == "__main__":`` guard must not hang: spawned generation
+    workers re-import their parent's main script, which would wait forever on the lock."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from trans3dhead.config import DataConfig\n"
+        "from trans3dhead.data import ensure_synthheads\n"
+        f"out = ensure_synthheads(DataConfig(root={str(tmp_path / 'data')!r}, n_train=400, n_val=0, n_test=0, "
+        "n_aflw=0, render_size=32))\n"
+        "print('generated', len(list((out / 'dad3dheads' / 'train' / 'images').iterdir())))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "generated 400" in done.stdout
 
 
 def test_mean_face_and_aflw(synth_root):

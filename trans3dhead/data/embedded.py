@@ -6,9 +6,13 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import trans3dhead
 from trans3dhead.config import DataConfig
+from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.synth.generate import generate
 
 MARKER = "COMPLETE"
@@ -30,6 +34,25 @@ def _generation_workers(params: dict) -> int:
     return min(os.cpu_count() or 1, 4) if total >= 400 else 1
 
 
+def _generate(out: Path, params: dict, workers: int) -> None:
+    sizes = {split: params[split] for split in ("train", "val", "test", "aflw")}
+    if workers == 1:
+        generate(out, **sizes, image_size=params["image_size"], seed=params["seed"])
+        return
+    # Worker processes are spawned from a fresh ``python -m`` interpreter, never from the caller: a
+    # spawned worker re-imports its parent's main script, and a script without an
+    # ``if __name__ == "__main__":`` guard would call back in here and wait forever on our lock.
+    command = [sys.executable, "-m", "trans3dhead.data.synth", "--out", str(out), "--image-size",
+               str(params["image_size"]), "--seed", str(params["seed"]), "--workers", str(workers)]
+    for split, count in sizes.items():
+        command += [f"--{split}", str(count)]
+    package_root = str(Path(trans3dhead.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    if subprocess.run(command, env=env).returncode != 0:
+        raise DatasetError(f"SynthHeads generation into {out} failed (its messages are above); "
+                           f"rerun to retry, or run {' '.join(command[1:])} to see it alone")
+
+
 def ensure_synthheads(cfg: DataConfig) -> Path:
     """Generates the set unless a complete copy exists; a lock keeps concurrent jobs from racing,
     and the completion marker is written last, so a killed generation is redone, never half-read."""
@@ -45,8 +68,7 @@ def ensure_synthheads(cfg: DataConfig) -> Path:
             params = synth_params(cfg)
             tmp = out.with_name(out.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
-            generate(tmp, train=params["train"], val=params["val"], test=params["test"], aflw=params["aflw"],
-                     image_size=params["image_size"], seed=params["seed"], workers=_generation_workers(params))
+            _generate(tmp, params, _generation_workers(params))
             (tmp / "params.json").write_text(json.dumps(params, indent=1))
             tmp.rename(out)
             (out / MARKER).write_text("ok\n")
