@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", default="local", choices=launch.EXECUTORS)
     parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default cores // 2)")
+    parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default: one per core or GPU, fewer if RAM is short)")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")

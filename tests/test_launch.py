@@ -1,0 +1,93 @@
+"""The local executor's scheduler: rolling slots, efficiency runs alone, failures and Ctrl-C."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from tqdm import tqdm
+
+from experiments import launch, store
+
+
+class FakeHandle:
+    """Finishes after ``polls`` calls of done(); records what ran beside it."""
+
+    def __init__(self, job, slot: int, log: list, polls: int, error: Exception | None = None):
+        self.job, self.slot, self.log, self.polls, self.error = job, slot, log, polls, error
+        self.cancelled = False
+
+    def done(self) -> bool:
+        self.polls -= 1
+        return self.polls < 0
+
+    def exception(self):
+        return self.error
+
+    def cancel(self, check: bool = True) -> None:
+        self.cancelled = True
+
+
+def _job(tmp_path, name: str, efficiency: bool = False):
+    return SimpleNamespace(run_id=name, measure_efficiency=efficiency, result_dir=tmp_path / "results" / name,
+                           work_dir=tmp_path / "work" / name)
+
+
+def _run(jobs, cap, durations, errors=None):
+    running, log, handles = set(), [], []
+
+    def submit(job, slot):
+        handle = FakeHandle(job, slot, log, durations[job.run_id], (errors or {}).get(job.run_id))
+        live = {h for h in handles if h.polls >= 0}
+        log.append((job.run_id, slot, sorted(h.job.run_id for h in live), sorted(h.slot for h in live)))
+        handles.append(handle)
+        return handle
+
+    with tqdm(total=len(jobs), disable=True) as bar:
+        failures = launch.schedule(jobs, submit, cap, bar, poll_s=0)
+    return failures, log
+
+
+def test_rolling_slots_and_efficiency_runs_alone(tmp_path):
+    jobs = [_job(tmp_path, n) for n in "abcd"] + [_job(tmp_path, "eff", efficiency=True), _job(tmp_path, "f")]
+    durations = {"a": 6, "b": 1, "c": 1, "d": 1, "eff": 2, "f": 1}
+    failures, log = _run(jobs, 2, durations)
+    assert failures == []
+    started = [entry[0] for entry in log]
+    assert started == ["a", "b", "c", "d", "eff", "f"]
+    for name, slot, beside, busy_slots in log:
+        assert len(beside) < 2                          # never more than cap at once
+        assert slot not in busy_slots                   # a free slot (GPU index) for every job
+    assert log[started.index("c")][2] == ["a"]          # c replaced b while a still ran (no waves)
+    assert log[started.index("eff")][2] == []           # the efficiency run waited until it was alone
+    assert log[started.index("f")][2] == []             # ... and nothing started beside it
+
+
+def test_a_failed_job_is_reported_and_marked(tmp_path):
+    jobs = [_job(tmp_path, "ok"), _job(tmp_path, "bad")]
+    failures, _ = _run(jobs, 2, {"ok": 1, "bad": 1}, errors={"bad": RuntimeError("boom\nNonFiniteLossError: x")})
+    assert failures == ["bad: NonFiniteLossError: x"]
+    assert store.read_meta(tmp_path / "results" / "bad")["status"] == "failed"
+
+
+def test_interrupt_cancels_running_jobs(tmp_path):
+    handles = []
+
+    def submit(job, slot):
+        handles.append(FakeHandle(job, slot, [], polls=10**9))
+        if len(handles) == 2:
+            raise KeyboardInterrupt
+        return handles[-1]
+
+    with pytest.raises(KeyboardInterrupt), tqdm(total=3, disable=True) as bar:
+        launch.schedule([_job(tmp_path, n) for n in "abc"], submit, 3, bar, poll_s=0)
+    assert handles[0].cancelled
+
+
+def test_local_slots(monkeypatch):
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launch, "_available_memory_gb", lambda: 64)
+    assert launch.local_slots(None, n_gpus=0) == (8, 1)          # one thread per job on CPU
+    assert launch.local_slots(2, n_gpus=0) == (2, 4)
+    assert launch.local_slots(None, n_gpus=2) == (2, 4)          # one job per GPU
+    monkeypatch.setattr(launch, "_available_memory_gb", lambda: 6)
+    assert launch.local_slots(None, n_gpus=0) == (3, 2)          # RAM bounds the jobs
