@@ -30,7 +30,7 @@ def _weights(path):
 
 
 def test_same_seed_same_weights_and_resume_is_bit_exact(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg)
+    cfg = _cfg(tiny_cfg, device="cpu")      # a CPU promise: CUDA kernels are not deterministic by default
     full = train(cfg, tmp_path / "full", show_progress=False)
     again = train(cfg, tmp_path / "again", show_progress=False)
     interrupted = train(cfg, tmp_path / "resumed", stop_after_epochs=1, show_progress=False)

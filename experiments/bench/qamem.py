@@ -15,11 +15,14 @@ from trans3dhead.engine.runtime import select_device
 from trans3dhead.models.qamem import QueryAwareValueTransform
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)    # time the kernels, not launches
     fn()
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeats
 
 
@@ -42,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     naive = lambda: qamem.naive(attention, values)                       # noqa: E731
     efficient = lambda: qamem.efficient(attention @ values)             # noqa: E731
     diff = (naive() - efficient()).abs().max().item()
-    t_naive, t_eff = _time(naive, args.repeats), _time(efficient, args.repeats)
-    m_naive, m_eff = peak_memory_mb(naive), peak_memory_mb(efficient)
+    t_naive, t_eff = _time(naive, args.repeats, device), _time(efficient, args.repeats, device)
+    m_naive, m_eff = peak_memory_mb(naive, device=device), peak_memory_mb(efficient, device=device)
     print(f"QAMem at N={args.queries}, memory {args.grid}x{args.grid}, d={args.d_model}, {args.heads} heads, "
           f"batch {args.batch}, {device}:")
     print(f"  max |naive - efficient| = {diff:.2e}")

@@ -37,13 +37,17 @@ def throughput(model: nn.Module, images: torch.Tensor, repeats: int = 5, warmup:
 
 
 @torch.no_grad()
-def peak_memory_mb(fn, *args) -> float:
+def peak_memory_mb(fn, *args, device: torch.device | str | None = None) -> float:
     """Peak memory allocated while running ``fn(*args)``, beyond what was allocated before.
 
     CUDA: the allocator's peak. CPU: the peak of the running sum of the torch profiler's
-    per-operator allocations and frees, in execution order.
+    per-operator allocations and frees, in execution order. ``device`` defaults to that of the
+    tensors in ``args``; name it when ``fn`` takes none (a closure over CUDA tensors).
     """
-    device_is_cuda = any(torch.is_tensor(a) and a.is_cuda for a in args)
+    if device is not None:
+        device_is_cuda = torch.device(device).type == "cuda"
+    else:
+        device_is_cuda = any(torch.is_tensor(a) and a.is_cuda for a in args)
     if device_is_cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
