@@ -95,8 +95,12 @@ class RowRuns:
     def done(self) -> list[SeedRun]:
         return [r for r in self.runs if r.usable]
 
-    def summary(self, metric: str) -> stats.SeedSummary:
-        return stats.seed_summary([r.evaluation.get(metric, math.nan) for r in self.done])
+    def values(self, metric: str) -> list[float]:
+        """The run-level metric of each finished seed."""
+        return [r.evaluation.get(metric, math.nan) for r in self.done]
+
+    def summary(self, metric: str, noise: stats.SeedNoise | None = None) -> stats.SeedSummary:
+        return stats.seed_summary(self.values(metric), noise)
 
     def per_image(self, metric: str) -> pd.DataFrame:
         """item_id x seed table of one metric (the paired bootstrap averages it over seeds)."""
@@ -116,6 +120,13 @@ class RowRuns:
             values = [r.meta.get("train_wall_s", r.efficiency.get(key)) for r in self.done]
         values = [float(v) for v in values if v is not None and np.isfinite(v)]
         return float(np.mean(values)) if values else math.nan
+
+
+def seed_noise(by_label: dict[str, RowRuns], metrics: list[str]) -> dict[str, stats.SeedNoise]:
+    """Per metric, the seed-to-seed SD pooled over the table's rows; a run set that fills two rows
+    (a variant listed twice, e.g. +QA and E/D 0/2 in Table 3) counts once."""
+    distinct = {tuple(r.run_id for r in rr.done): rr for rr in by_label.values() if rr.done}
+    return {m: stats.pooled_seed_noise(rr.values(m) for rr in distinct.values()) for m in metrics}
 
 
 def _frame_row(frame: pd.DataFrame, run_id: str, dataset: str, split: str) -> dict | None:
@@ -195,7 +206,7 @@ def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds:
     if n_seeds == 0:
         return "—"
     text = fmt(summary.mean, metric)
-    if n_seeds > 1:
+    if np.isfinite(summary.lo) and np.isfinite(summary.hi):
         text += f" [{fmt(summary.lo, metric)}, {fmt(summary.hi, metric)}]"
     if of_seeds is not None and n_seeds < of_seeds:
         text += f" ({n_seeds}/{of_seeds} seeds)"
@@ -203,7 +214,8 @@ def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds:
 
 
 # -- the report's parts --------------------------------------------------------------------------
-def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int]) -> list[str]:
+def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int],
+               noise: dict[str, stats.SeedNoise]) -> list[str]:
     metas = [r.meta for rr in rows for r in rr.done]
     values = lambda key: sorted({str(m[key]) for m in metas if m.get(key)})  # noqa: E731
     benchmarks = values("benchmark")
@@ -217,14 +229,17 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
     lines = [f"- Benchmark: {benchmark}",
              f"- Evaluation: `{spec.dataset}` format, `{spec.split}` split; profile `{profile}`; "
              f"seeds {', '.join(map(str, seeds))}"
-             + ("" if len(seeds) > 1 else " (one seed: no interval over seeds)"),
+             + ("" if len(seeds) > 1 else " (one seed: seed-to-seed noise unknown, no interval over seeds)"),
              f"- Code version(s): {', '.join(values('code_version')) or '—'}",
              f"- Hardware: {hardware}",
              f"- Date(s) of the runs: {', '.join(values('date')) or '—'}",
              "- Paper: the published DAD-3DHeads / AFLW2000-3D numbers, beside ours for direction, "
              "not for equality."]
-    if len(seeds) > 1:
-        lines.append(f"- Ours: mean over seeds [95% bootstrap interval over {len(seeds)} seeds; coarse with so few].")
+    known = {m: n for m, n in noise.items() if n.known}
+    if known:
+        spread = ", ".join(f"{METRIC_NAMES[m]} {fmt(n.sd, m)} (df {n.df})" for m, n in known.items())
+        lines.append(f"- Ours: mean over seeds [95% t-interval]; the seed-to-seed SD is pooled over this "
+                     f"table's rows: {spread}.")
     reference = [r.evaluation.get("mean_face_nme") for rr in rows for r in rr.done]
     reference = [v for v in reference if v is not None and np.isfinite(v)]
     if reference:
@@ -233,7 +248,8 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
     return lines
 
 
-def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], seeds: list[int]) -> list[str]:
+def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], seeds: list[int],
+                   noise: dict[str, stats.SeedNoise]) -> list[str]:
     header = ["Method"]
     for metric in spec.metrics:
         header += [f"{METRIC_NAMES[metric]} {arrow(metric)} ours", f"{METRIC_NAMES[metric]} paper"]
@@ -256,7 +272,7 @@ def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], se
             n = len(rr.done)
             cells = [row.label]
             for metric, p in zip(spec.metrics, paper):
-                cells += [metric_cell(rr.summary(metric), n, metric, len(rr.runs)), p]
+                cells += [metric_cell(rr.summary(metric, noise[metric]), n, metric, len(rr.runs)), p]
             if spec.efficiency:
                 cells += [fmt(rr.efficiency(key) * scale, spec=form) for _, key, scale, form in EFFICIENCY_COLUMNS]
                 cells.append(fmt(row.paper.get("fps"), spec="{:.0f}"))
@@ -281,7 +297,8 @@ class StepResult:
     verdict: str
 
 
-def step_results(spec: TableSpec, by_label: dict[str, RowRuns]) -> list[StepResult]:
+def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
+                 noise: dict[str, stats.SeedNoise]) -> list[StepResult]:
     results = []
     for step in spec.steps:
         before, after = by_label.get(step.from_label), by_label.get(step.to_label)
@@ -300,7 +317,7 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns]) -> list[StepResu
                                           f"not computed: no finished runs for {', '.join(missing)}"))
                 continue
             delta = stats.paired_delta(before.per_image(metric), after.per_image(metric),
-                                       direction=stats.METRIC_DIRECTIONS[metric])
+                                       direction=stats.METRIC_DIRECTIONS[metric], noise=noise.get(metric))
             verdict = stats.verdict(delta.delta, delta.lo, delta.hi, paper_change)
             if verdict in (stats.HOLDS, stats.REVERSED, stats.NOISE):
                 verdict += caveat
@@ -320,7 +337,10 @@ def steps_section(results: list[StepResult]) -> list[str]:
     claims = list(dict.fromkeys((r.step.from_label, r.step.to_label, r.step.claim) for r in results))
     return ["## Ablation steps", "",
             "Change = after − before on the same evaluation images (per-image values averaged over seeds "
-            "first), with a paired bootstrap 95% interval. Verdict: does our change go the paper's way "
+            "first), with a 95% interval: a paired bootstrap over the images, widened, where seeds were "
+            "repeated, by the seed-to-seed noise of the two means (SD pooled over the table's rows, "
+            "Student's t). With one seed per run it covers image variation only, and a 'holds' or "
+            "'reversed' may still be a seed effect. Verdict: does our change go the paper's way "
             "(holds / reversed), or does its interval cover 0 (not distinguishable from noise)? A verdict "
             "resting on unconverged runs ranks learning speed, not capacity.", "",
             md_table(["step", "metric", "change (ours) [95% CI]", "images", "change (paper)", "verdict"], rows), "",
@@ -506,10 +526,11 @@ def table_report(registry: Registry, name: str, profile: str, frame: pd.DataFram
     seeds = table_seeds(registry, spec, profile, frame)
     by_label = {row.label: gather_row(registry, row, spec, profile, frame, results_root, seeds)
                 for row in spec.rows if row.variant is not None}
-    lines = [f"# {name}: {spec.title}", "", *provenance(spec, profile, list(by_label.values()), seeds), ""]
+    noise = seed_noise(by_label, spec.metrics)
+    lines = [f"# {name}: {spec.title}", "", *provenance(spec, profile, list(by_label.values()), seeds, noise), ""]
     if spec.kind == "table":
-        lines += results_tables(spec, name, by_label, seeds)
-        results = step_results(spec, by_label)
+        lines += results_tables(spec, name, by_label, seeds, noise)
+        results = step_results(spec, by_label, noise)
         lines += steps_section(results)
         deltas = _deltas_frame(results)
         if not deltas.empty:

@@ -1,5 +1,12 @@
 """Statistics of the reports: intervals over seeds, paired deltas over images, verdicts, convergence.
 
+Two sources of noise separate an ablation's two numbers: which images were evaluated (a paired
+bootstrap over the same images measures it) and which seed trained each model (only repeated seeds
+measure it). With two or three seeds a row's own spread is a poor estimate (a 2-seed bootstrap
+"interval" is just the two values), so the seed-to-seed SD is pooled over every row of a table, as
+in a one-way ANOVA, and intervals use Student's t with the pooled degrees of freedom. Without a
+repeated seed anywhere in the table, seed noise is unknown and the intervals cover images only.
+
 Every bootstrap draws from a fixed random_state, so a report regenerated from the same results is
 byte-for-byte identical.
 """
@@ -30,19 +37,31 @@ except ImportError:                             # the suite must still report wi
 
 
 class SeedSummary(NamedTuple):
-    """Mean over seeds and its 95% bootstrap interval; lo = hi = NaN with a single seed (no spread to resample)."""
+    """Mean over seeds and its 95% t-interval from the pooled seed noise; NaN bounds when that is unknown."""
     mean: float
     lo: float
     hi: float
 
 
+class SeedNoise(NamedTuple):
+    """Seed-to-seed SD of a run-level metric, pooled over rows; ``df`` = sum over rows of (seeds - 1)."""
+    sd: float
+    df: int
+
+    @property
+    def known(self) -> bool:
+        return self.df >= 1 and np.isfinite(self.sd)
+
+
 class Delta(NamedTuple):
-    """Mean of (after - before) over the images both runs were scored on, with its paired 95% interval."""
+    """Mean of (after - before) over the images both runs were scored on, with its 95% interval: paired
+    over images, and widened by the seed noise when that is known (``with_seed_noise``)."""
     delta: float
     lo: float
     hi: float
     n_items: int
     direction: str                               # "lower" or "higher" is better for this metric
+    with_seed_noise: bool = False
 
     @property
     def better(self) -> bool | None:
@@ -50,6 +69,11 @@ class Delta(NamedTuple):
         if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.lo <= 0 <= self.hi:
             return None
         return (self.hi < 0) == (self.direction == "lower")
+
+
+def _bootstrap(values: np.ndarray):
+    return stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
+                           method="percentile", random_state=np.random.default_rng(RANDOM_STATE))
 
 
 def bootstrap_mean_interval(values: np.ndarray) -> tuple[float, float]:
@@ -60,36 +84,69 @@ def bootstrap_mean_interval(values: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     if np.all(values == values[0]):
         return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
-                             method="percentile", random_state=np.random.default_rng(RANDOM_STATE))
+    result = _bootstrap(values)
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def seed_summary(values) -> SeedSummary:
-    """Mean over the finite per-seed values with a 95% bootstrap interval over seeds."""
-    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+def _finite(values) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+
+
+def pooled_seed_noise(groups) -> SeedNoise:
+    """Pools the within-row spread of per-seed values over rows (each row's deviations from its own
+    mean); rows with one finite value add nothing."""
+    squares, df = 0.0, 0
+    for values in groups:
+        finite = _finite(values)
+        if len(finite) >= 2:
+            squares += float(((finite - finite.mean()) ** 2).sum())
+            df += len(finite) - 1
+    return SeedNoise(math.sqrt(squares / df) if df else math.nan, df)
+
+
+def _t(df: int) -> float:
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
+
+
+def seed_summary(values, noise: SeedNoise | None = None) -> SeedSummary:
+    """Mean over the finite per-seed values, ± t(df) * sd / sqrt(seeds) with ``noise`` (the table's pooled
+    seed noise; by default this row's own spread). NaN bounds while the noise is unknown."""
+    finite = _finite(values)
     if len(finite) == 0:
         return SeedSummary(math.nan, math.nan, math.nan)
-    lo, hi = bootstrap_mean_interval(finite)
-    return SeedSummary(float(finite.mean()), lo, hi)
+    noise = noise if noise is not None else pooled_seed_noise([finite])
+    mean = float(finite.mean())
+    if not noise.known:
+        return SeedSummary(mean, math.nan, math.nan)
+    half = _t(noise.df) * noise.sd / math.sqrt(len(finite))
+    return SeedSummary(mean, mean - half, mean + half)
 
 
-def paired_delta(before: pd.Series | pd.DataFrame, after: pd.Series | pd.DataFrame, *, direction: str) -> Delta:
-    """Paired bootstrap of after - before on the same evaluation images.
+def paired_delta(before: pd.Series | pd.DataFrame, after: pd.Series | pd.DataFrame, *, direction: str,
+                 noise: SeedNoise | None = None) -> Delta:
+    """after - before on the same evaluation images, with a 95% interval.
 
     ``before``/``after``: per-image values indexed by item id; a DataFrame holds one column per seed
-    and is averaged over seeds per image first, so the interval reflects image-to-image variation of
-    the seed-averaged models. Images missing from either side are dropped.
+    and is averaged over seeds per image first. Images missing from either side are dropped. Without
+    ``noise`` the interval is the paired percentile bootstrap over images. With it, the bootstrap's
+    standard error over images and the seed noise of the two seed-averaged means add in quadrature:
+    delta ± t(df) * sqrt(se_images² + sd²·(1/seeds_before + 1/seeds_after)).
     """
     if direction not in ("lower", "higher"):
         raise ValueError(f"direction must be 'lower' or 'higher', not {direction!r}")
+    seeds = [x.shape[1] if isinstance(x, pd.DataFrame) else 1 for x in (before, after)]
     before, after = (x.mean(axis=1) if isinstance(x, pd.DataFrame) else x for x in (before, after))
     joined = pd.concat([before.rename("before"), after.rename("after")], axis=1, join="inner").dropna()
     diff = (joined["after"] - joined["before"]).to_numpy(dtype=float)
     if len(diff) == 0:
         return Delta(math.nan, math.nan, math.nan, 0, direction)
-    lo, hi = bootstrap_mean_interval(diff)
-    return Delta(float(diff.mean()), lo, hi, len(diff), direction)
+    mean = float(diff.mean())
+    if noise is None or not noise.known:
+        lo, hi = bootstrap_mean_interval(diff)
+        return Delta(mean, lo, hi, len(diff), direction)
+    se_images = float(_bootstrap(diff).standard_error) if len(diff) > 1 and np.ptp(diff) > 0 else 0.0
+    half = _t(noise.df) * math.sqrt(se_images ** 2 + noise.sd ** 2 * (1 / seeds[0] + 1 / seeds[1]))
+    return Delta(mean, mean - half, mean + half, len(diff), direction, with_seed_noise=True)
 
 
 def verdict(delta: float, lo: float, hi: float, paper_direction: float) -> str:

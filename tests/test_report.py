@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.stats import t as student_t
 
 from experiments import report, stats, store
 from experiments.registry import REGISTRY_DIR, load_registry
@@ -75,7 +76,7 @@ def known(tmp_path, registry):
     rng = np.random.default_rng(0)
     hardness = centred(rng, 0.3)
     data = {"base": [{"nme": 2.0 + hardness, "z5": 0.90 + centred(rng, 0.001)},
-                     {"nme": 2.2 + hardness, "z5": 0.92 + centred(rng, 0.001)}]}
+                     {"nme": 2.04 + hardness, "z5": 0.904 + centred(rng, 0.001)}]}
     data["qa"] = [{"nme": d["nme"] - 0.5 + centred(rng, 0.05), "z5": d["z5"]} for d in data["base"]]
     qa_mean = {m: (data["qa"][0][m] + data["qa"][1][m]) / 2 for m in ("nme", "z5")}
     data["euler"] = [{"nme": qa_mean["nme"] + 0.3 + centred(rng, 0.05), "z5": qa_mean["z5"] + centred(rng, 0.01)}]
@@ -113,13 +114,16 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
     assert header == ["NME ↓ ours", "NME paper", "Z5 Acc. ↑ ours", "Z5 Acc. paper", "Params (M)", "GFLOPs",
                       "FPS b1", "FPS b32", "Peak mem b1 (MB)", "Peak mem b32 (MB)", "Train wall (s)", "FPS paper",
                       "converged", "status"]
-    # Two seeds: mean over seeds and the bootstrap interval, which for two seeds spans the two values.
-    assert rows["base"] == ["2.100 [2.000, 2.200]", "2.000", "0.9100 [0.9000, 0.9200]", "0.9000",
+    # Seed noise pooled over base (2.0, 2.04) and +QA (1.5, 1.54): sd = sqrt(2 * 0.0008 / 2) = 0.02828 with
+    # 2 df, t(2) = 4.303; two seeds: mean ± 4.303 * 0.02828 / sqrt(2) = ± 0.0861 (Z5: ± 0.00861).
+    assert "NME 0.028 (df 2), Z5 Acc. 0.0028 (df 2)" in md
+    assert rows["base"] == ["2.020 [1.934, 2.106]", "2.000", "0.9020 [0.8934, 0.9106]", "0.9000",
                             "1.50", "0.250", "100.0", "300.0", "1.0", "20.0", "110", "—", "yes", "done"]
-    assert rows["+QA"][:4] == ["1.600 [1.500, 1.700]", "1.800", "0.9100 [0.9000, 0.9200]", "0.9100"]
+    assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
     command = "`python -m experiments.run mini --seeds 2`"
-    assert rows["+Euler"][0] == f"{data['euler'][0]['nme'].mean():.3f} (1/2 seeds)"   # one seed: no interval
+    euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise
+    assert rows["+Euler"][0] == f"{euler:.3f} [{euler - 0.1217:.3f}, {euler + 0.1217:.3f}] (1/2 seeds)"
     assert rows["+Euler"][-2:] == ["no", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
     assert rows["full"][:4] == ["—", "1.600", "—", "0.9300"]
     assert rows["full"][-1] == ("seed 0: failed: NonFiniteLossError: non-finite loss / at step 7 Traceback ...; "
@@ -137,13 +141,17 @@ def test_ablation_steps_intervals_and_verdicts(known, registry, tmp_path):
                                           for line in md.split("## Ablation steps")[1].splitlines()
                                           if line.startswith("| ") and "→" in line)}
 
-    def check(before, after, metric, key, paper_change, expected_verdict):
+    seed_sd = {"nme": np.sqrt(0.0008), "z5": np.sqrt(0.000008)}       # pooled over base and +QA, 2 df
+
+    def check(before, after, metric, key, paper_change, expected_verdict, seeds=(2, 2)):
         diff = after - before
         ours, n, paper, verdict = steps[key]
         value, lo, hi = (float(x) for x in ours.replace("[", "").replace("]", "").replace(",", "").split())
         assert value == pytest.approx(diff.mean(), abs=1e-3 if metric == "nme" else 1e-4)
-        half = 1.96 * diff.std() / np.sqrt(len(diff))               # independent normal approximation
-        assert (hi - lo) / 2 == pytest.approx(half, rel=0.25, abs=2e-3 if metric == "nme" else 2e-4)
+        # independently: the images' standard error (normal approximation) and the seed noise in quadrature
+        se_images = diff.std() / np.sqrt(len(diff))
+        half = student_t.ppf(0.975, 2) * np.sqrt(se_images**2 + seed_sd[metric]**2 * (1 / seeds[0] + 1 / seeds[1]))
+        assert (hi - lo) / 2 == pytest.approx(half, rel=0.1, abs=2e-3 if metric == "nme" else 2e-4)
         assert lo <= value <= hi and n == str(N_IMAGES)
         assert paper == paper_change and verdict == expected_verdict
 
@@ -152,9 +160,9 @@ def test_ablation_steps_intervals_and_verdicts(known, registry, tmp_path):
     check(seed_mean["base"]["nme"], seed_mean["qa"]["nme"], "nme", ("base → +QA", "NME ↓"), "-0.200", "holds")
     # +QA -> +Euler: NME rises by 0.3 where the paper's fell (reversed); Z5 moves by noise only.
     check(seed_mean["qa"]["nme"], seed_mean["euler"]["nme"], "nme", ("+QA → +Euler", "NME ↓"), "-0.100",
-          "reversed (rests on unconverged runs)")
+          "reversed (rests on unconverged runs)", seeds=(2, 1))
     check(seed_mean["qa"]["z5"], seed_mean["euler"]["z5"], "z5", ("+QA → +Euler", "Z5 Acc. ↑"), "0.0100",
-          "not distinguishable from noise (rests on unconverged runs)")
+          "not distinguishable from noise (rests on unconverged runs)", seeds=(2, 1))
     assert steps[("+Euler → full", "NME ↓")] == ["—", "—", "-0.100", "not computed: no finished runs for full"]
     assert steps[("base → dad", "NME ↓")][-1] == "not computed: no finished runs for dad"
     assert "- base → +QA: QA improves NME" in md

@@ -8,21 +8,50 @@ import pytest
 from experiments import stats
 
 
-def test_seed_summary_mean_and_interval():
+def test_seed_summary_is_a_t_interval_with_the_pooled_seed_noise():
+    # Its own spread: sd of (1, 2, 3, 4) = 1.291 with 3 df, t(3) = 3.182, half-width 3.182 * 1.291 / 2.
     summary = stats.seed_summary([1.0, 2.0, 3.0, 4.0])
-    assert summary.mean == 2.5
-    assert 1.0 <= summary.lo < 2.5 < summary.hi <= 4.0
-    assert stats.seed_summary([1.0, 2.0, 3.0, 4.0]) == summary            # fixed bootstrap seed
-    # Two seeds: the resampled means are a, (a+b)/2 and b, so the percentile interval is [a, b].
-    assert stats.seed_summary([2.0, 2.2]) == pytest.approx((2.1, 2.0, 2.2))
+    assert summary == pytest.approx((2.5, 2.5 - 2.0543, 2.5 + 2.0543), abs=1e-4)
+    # Two seeds alone: t(1) = 12.706 makes an honest, very wide interval (a 2-seed bootstrap would give [2.0, 2.2]).
+    assert stats.seed_summary([2.0, 2.2]) == pytest.approx((2.1, 2.1 - 1.2706, 2.1 + 1.2706), abs=1e-4)
+    # Pooled over a table: sd 0.1 with 10 df; t(10) = 2.228; two seeds: half-width 2.228 * 0.1 / sqrt(2).
+    noise = stats.SeedNoise(0.1, 10)
+    assert stats.seed_summary([2.0, 2.2], noise) == pytest.approx((2.1, 2.1 - 0.15755, 2.1 + 0.15755), abs=1e-4)
+    assert stats.seed_summary([2.0], noise) == pytest.approx((2.0, 2.0 - 0.2228, 2.0 + 0.2228), abs=1e-4)
 
 
 def test_seed_summary_single_constant_and_empty():
     mean, lo, hi = stats.seed_summary([1.5])
-    assert mean == 1.5 and math.isnan(lo) and math.isnan(hi)              # one seed: no interval
+    assert mean == 1.5 and math.isnan(lo) and math.isnan(hi)              # one seed, nothing pooled: unknown
     assert stats.seed_summary([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
     assert all(math.isnan(x) for x in stats.seed_summary([]))
     assert stats.seed_summary([1.0, float("nan"), 3.0]).mean == 2.0        # non-finite seeds ignored
+
+
+def test_pooled_seed_noise():
+    # Rows (2.0, 2.2) and (1.5, 1.7, 1.6): squares 0.02 + 0.02 over 1 + 2 df; a lone seed adds nothing.
+    noise = stats.pooled_seed_noise([[2.0, 2.2], [1.5, 1.7, 1.6], [9.0], [float("nan"), 4.0]])
+    assert noise.df == 3 and noise.sd == pytest.approx(math.sqrt(0.04 / 3))
+    assert noise.known
+    unknown = stats.pooled_seed_noise([[1.0], [2.0]])
+    assert unknown.df == 0 and not unknown.known
+
+
+def test_seed_noise_can_hide_a_shift_that_the_images_alone_would_call_real():
+    rng = np.random.default_rng(1)
+    items = [f"i{k}" for k in range(200)]
+    hardness = rng.normal(0, 2.0, 200)
+    before = pd.DataFrame({s: 5.0 + hardness + rng.normal(0, 0.05, 200) for s in range(2)}, index=items)
+    after = before - 0.1                                  # every image 0.1 better ...
+    images_only = stats.paired_delta(before, after, direction="lower")
+    assert images_only.better is True and not images_only.with_seed_noise
+    noisy = stats.paired_delta(before, after, direction="lower", noise=stats.SeedNoise(0.2, 20))
+    assert noisy.with_seed_noise and noisy.delta == pytest.approx(-0.1)
+    # ... but seeds of one variant differ by 0.2: t(20) * sqrt(0 + 0.04 * (1/2 + 1/2)) = 2.086 * 0.2
+    assert (noisy.hi - noisy.lo) / 2 == pytest.approx(2.0860 * 0.2, abs=1e-3)
+    assert noisy.better is None                            # not distinguishable from noise
+    calm = stats.paired_delta(before, after, direction="lower", noise=stats.SeedNoise(0.01, 20))
+    assert calm.better is True
 
 
 def test_paired_delta_sees_a_shift_that_image_variation_would_hide():
