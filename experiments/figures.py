@@ -169,7 +169,7 @@ def ablation_deltas(rows: pd.DataFrame, path: Path) -> Path:
         ax.set_ylim(y.min() - 0.6, 0.6)
         ax.set_title(metric, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("change after − before, 95% paired bootstrap interval "
-                 "(green: paper's direction holds, red: reversed, grey: noise)", fontsize=8)
+    fig.suptitle("change after − before, 95% interval (paired bootstrap over images + seed noise)\n"
+                 "green: paper's direction holds, red: reversed, grey: not distinguishable from noise", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -56,11 +56,15 @@ class RunJob:
             torch.set_num_threads(self.threads)
         cfg = RunConfig.from_dict(self.config)
         out = self.result_dir
+        version = store.code_version()
+        # A job that only adds an evaluation to a finished run keeps the training's provenance (start,
+        # code version, date); each evaluation file records the code version that computed it.
+        training = {"started": _now(), "code_version": version}
+        already_trained = (store.read_meta(out) or {}).get("status") == "done"
         store.write_config(out, self.config)
         store.update_meta(out, run_id=self.run_id, profile=self.profile, seed=self.seed, variants=list(self.variants),
                           benchmark=cfg.data.benchmark, status="running", error="", pid=os.getpid(),
-                          host=platform.node(), started=_now(), code_version=store.code_version(),
-                          log_dir=str(self.work_dir))
+                          host=platform.node(), log_dir=str(self.work_dir), **({} if already_trained else training))
         try:
             summary = train(cfg, self.work_dir, show_progress=False)
             store.atomic_write_bytes(out / "curve.csv", (self.work_dir / "curve.csv").read_bytes())
@@ -73,10 +77,12 @@ class RunJob:
                     result.efficiency["train_wall_s"] = summary["wall_s"]
                 efficiency_pending = False
                 store.write_evaluation(out, dataset, split, result.aggregate, result.per_sample, result.efficiency,
-                                       result.marr, result.predictions)
-            store.update_meta(out, status="done", finished=_now(), device=summary["device"], amp=summary["amp"],
+                                       result.marr, result.predictions, code_version=version)
+            trained_by_this_job = summary["epochs_trained"] > 0 or not already_trained
+            store.update_meta(out, status="done", device=summary["device"], amp=summary["amp"],
                               train_wall_s=round(summary["wall_s"], 1), epochs=summary["epochs"],
-                              best_val_nme=summary["best_val_nme"], date=_now()[:10])
+                              best_val_nme=summary["best_val_nme"],
+                              **({**training, "finished": _now(), "date": _now()[:10]} if trained_by_this_job else {}))
         except Exception as err:
             store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
                               traceback=traceback.format_exc(limit=8), finished=_now())

@@ -214,6 +214,17 @@ def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds:
 
 
 # -- the report's parts --------------------------------------------------------------------------
+def code_versions(rows: list[RowRuns], trained_with: list[str]) -> str:
+    """The training code versions, and those of evaluations added later by other code, if any."""
+    evaluated_with = sorted({str(r.evaluation["eval_code_version"]) for rr in rows for r in rr.done
+                             if isinstance(r.evaluation.get("eval_code_version"), str)})
+    if not trained_with:
+        return "—"
+    if set(evaluated_with) <= set(trained_with):
+        return ", ".join(trained_with)
+    return f"{', '.join(trained_with)} (training); {', '.join(evaluated_with)} (evaluation)"
+
+
 def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int],
                noise: dict[str, stats.SeedNoise]) -> list[str]:
     metas = [r.meta for rr in rows for r in rr.done]
@@ -230,7 +241,7 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
              f"- Evaluation: `{spec.dataset}` format, `{spec.split}` split; profile `{profile}`; "
              f"seeds {', '.join(map(str, seeds))}"
              + ("" if len(seeds) > 1 else " (one seed: seed-to-seed noise unknown, no interval over seeds)"),
-             f"- Code version(s): {', '.join(values('code_version')) or '—'}",
+             f"- Code version(s): {code_versions(rows, values('code_version'))}",
              f"- Hardware: {hardware}",
              f"- Date(s) of the runs: {', '.join(values('date')) or '—'}",
              "- Paper: the published DAD-3DHeads / AFLW2000-3D numbers, beside ours for direction, "

@@ -96,7 +96,7 @@ def write_config(path: Path, config: dict) -> None:
 
 
 def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_sample: pd.DataFrame,
-                     efficiency: dict, marr: dict | None, predictions: dict) -> None:
+                     efficiency: dict, marr: dict | None, predictions: dict, code_version: str | None = None) -> None:
     name = eval_name(dataset, split)
     path = Path(path)
     buffer = io.StringIO()
@@ -112,7 +112,7 @@ def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_
     atomic_write_json(path / f"predictions-{name}.json", slim)
     # The aggregate goes last: its presence marks the evaluation complete.
     atomic_write_json(path / f"eval-{name}.json", {"dataset": dataset, "split": split, "aggregate": aggregate,
-                                                   "efficiency": efficiency})
+                                                   "efficiency": efficiency, "code_version": code_version})
 
 
 def has_evaluation(path: Path, dataset: str, split: str) -> bool:
@@ -139,14 +139,15 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
         for eval_file in evals:
             try:
                 data = json.loads(eval_file.read_text())
-                row = {**common, "dataset": data["dataset"], "split": data["split"]}
+                row = {**common, "dataset": data["dataset"], "split": data["split"],
+                       "eval_code_version": data.get("code_version") or meta.get("code_version")}
                 row.update({k: v for k, v in data["aggregate"].items() if k in METRIC_COLUMNS})
                 row.update({k: v for k, v in (data.get("efficiency") or {}).items() if k in EFFICIENCY_COLUMNS})
                 rows.append(row)
             except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
                 warnings.warn(f"{eval_file} is corrupt or partial ({err}); ignored", CorruptResultWarning)
     columns = ["run_id", "variants", "seed", "profile", "benchmark", "dataset", "split", "status", "error",
-               *METRIC_COLUMNS, *EFFICIENCY_COLUMNS, "code_version", "device", "date", "path"]
+               *METRIC_COLUMNS, *EFFICIENCY_COLUMNS, "code_version", "eval_code_version", "device", "date", "path"]
     frame = pd.DataFrame(rows)
     for column in columns:
         if column not in frame:

@@ -96,3 +96,26 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     assert after["status"] == "done" and after["epochs"] == 4
     curve = store.curve(dirs["results"] / "smoke" / resolved.run_id)
     assert list(curve["epoch"]) == [1, 2, 3, 4]
+
+
+def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
+    registry, _ = mini
+    from experiments.launch import RunJob
+    resolved = load_registry(registry).resolve("baseline", "smoke")
+    raw = resolved.config.to_dict()
+    raw["train"]["epochs"] = 1
+    job = lambda *evaluations: RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations,  # noqa: E731
+                                      False, str(tmp_path / "results"), str(tmp_path / "work"))
+    out = store.run_dir(tmp_path / "results", "smoke", resolved.run_id)
+    job(("dad3dheads", "val"))()
+    store.update_meta(out, code_version="trained-by-old-code")    # as if trained at an older commit
+    trained = store.read_meta(out)
+    job(("dad3dheads", "val"), ("dad3dheads", "test"))()           # Table 1 reuses the run on the test split
+    after = store.read_meta(out)
+    assert after["status"] == "done"
+    assert {k: after[k] for k in ("code_version", "started", "finished", "date")} == \
+           {k: trained[k] for k in ("code_version", "started", "finished", "date")}
+    rows = store.collect(tmp_path / "results", "smoke").set_index("split")
+    assert rows.loc["test", "eval_code_version"] == store.code_version()
+    assert rows.loc["val", "eval_code_version"] == store.code_version()   # written by the training job itself
+    assert rows.loc["test", "code_version"] == "trained-by-old-code"

@@ -228,3 +228,13 @@ def test_synthetic_numbers_never_pass_for_the_real_benchmark():
     assert "NOT DAD-3DHeads numbers" in report.benchmark_name("synthheads", "dad3dheads")
     assert report.benchmark_name("dad3dheads", "aflw2000") == "AFLW2000-3D"
     assert report.benchmark_name("dad3dheads", "dad3dheads") == "DAD-3DHeads"
+
+
+def test_code_versions_name_later_evaluations_apart():
+    from types import SimpleNamespace as NS
+    rows = lambda *versions: [NS(done=[NS(evaluation={"eval_code_version": v}) for v in versions])]  # noqa: E731
+    assert report.code_versions(rows("aaa"), ["aaa"]) == "aaa"
+    assert report.code_versions(rows("aaa", "bbb"), ["aaa", "bbb"]) == "aaa, bbb"
+    assert report.code_versions(rows("aaa", "ccc"), ["aaa"]) == "aaa (training); aaa, ccc (evaluation)"
+    assert report.code_versions(rows(float("nan")), ["aaa"]) == "aaa"
+    assert report.code_versions(rows(), []) == "—"

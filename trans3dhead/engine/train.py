@@ -148,8 +148,11 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     bar.close()
     elapsed = time.time() - started
     final = load_checkpoint(ckpt_path)
+    # Device and precision are the training's (from the checkpoint), not this call's: a finished run
+    # resumed on another machine only to be evaluated must not be reported as trained there.
     return {"epochs": final["epoch"], "steps": final["epoch"] * steps_per_epoch, "wall_s": final["wall_s"],
-            "device": str(device), "amp": "bf16" if bf16 else "fp32", "best_val_nme": final["best_val_nme"],
+            "epochs_trained": epochs_this_call, "device": final.get("device", str(device)),
+            "amp": "bf16" if final.get("bf16", bf16) else "fp32", "best_val_nme": final["best_val_nme"],
             "final_val_nme": final["curve"][-1]["val_nme"], "checkpoint": str(ckpt_path),
             "train_images_per_s": images_seen / elapsed if elapsed > 0 else float("nan"),
             "finished": final["epoch"] >= tc.epochs}
