@@ -84,16 +84,20 @@ def test_short_training_beats_the_mean_face_by_a_margin(tmp_path):
     """On a small SynthHeads set, a short CPU training lowers val NME well below the mean face's."""
     from trans3dhead.data import build_dataset, mean_landmarks
     from trans3dhead.engine.batches import eval_loader, landmark_nme
-    raw = {"model": {"backbone": "resnet18", "backbone_stride": 8, "d_model": 64, "nheads": 4, "dim_feedforward": 128,
-                     "dropout": 0.0},
-           "data": {"root": str(tmp_path / "data"), "image_size": 64, "render_size": 96, "n_train": 400, "n_val": 48,
-                    "n_test": 8, "n_aflw": 4},
-           "train": {"epochs": 6, "batch_size": 32, "lr": 1e-3, "schedule": "cosine", "amp": "auto", "grad_clip": 1.0}}
+    # The cpu profile's model on 400 images for 150 steps: 0.50x the mean face's NME in about a minute
+    # (the earlier d 64 / four heads / 64 px for 72 steps had drifted to 0.66x on today's SynthHeads).
+    raw = {"model": {"backbone": "resnet18", "backbone_stride": 8, "d_model": 32, "nheads": 1, "dim_feedforward": 64,
+                     "dropout": 0.0, "neck_channels": 32, "head_hidden": 256},
+           "data": {"root": str(tmp_path / "data"), "image_size": 48, "render_size": 96, "n_train": 400, "n_val": 48,
+                    "n_test": 8, "n_aflw": 4, "cache_in_memory": True},
+           "train": {"epochs": 6, "batch_size": 16, "lr": 1e-3, "schedule": "cosine", "warmup_steps": 10, "amp": "auto",
+                     "grad_clip": 1.0}}
     cfg = RunConfig.from_dict(raw)
     summary = train(cfg, tmp_path / "run", show_progress=False)
     val = build_dataset(cfg.data, "dad3dheads", "val", train=False)
     mean = torch.tensor(mean_landmarks(build_dataset(cfg.data, "dad3dheads", "train", train=True)), dtype=torch.float32)
-    baseline = torch.cat([landmark_nme(mean.expand(len(b["item_id"]), -1, -1), b, 64) for b in eval_loader(val, 16)])
+    size = cfg.data.image_size
+    baseline = torch.cat([landmark_nme(mean.expand(len(b["item_id"]), -1, -1), b, size) for b in eval_loader(val, 16)])
     assert summary["final_val_nme"] < 0.6 * float(baseline.mean()), (summary["final_val_nme"], float(baseline.mean()))
 
 
