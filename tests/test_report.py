@@ -1,6 +1,7 @@
 """Reports from a synthetic result store with known numbers: every cell, interval and verdict,
 paper-only / missing / running / failed rows, and byte-for-byte regeneration."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -238,3 +239,8 @@ def test_code_versions_name_later_evaluations_apart():
     assert report.code_versions(rows("aaa", "ccc"), ["aaa"]) == "aaa (training); aaa, ccc (evaluation)"
     assert report.code_versions(rows(float("nan")), ["aaa"]) == "aaa"
     assert report.code_versions(rows(), []) == "—"
+
+
+def test_the_committed_cpu_reports_regenerate_byte_for_byte():
+    root = Path(__file__).resolve().parents[1]
+    assert report.check_reports(load_registry(), "cpu", root / "results", root / "reports") == []

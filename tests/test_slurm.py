@@ -1,4 +1,5 @@
 """The suite on a real SLURM cluster (scripts/slurm-local): a job array, and requeue + resume."""
+import os
 import shutil
 import subprocess
 import time
@@ -26,9 +27,28 @@ def _cluster_answers() -> bool:
     return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
 
 
-pytestmark = [pytest.mark.slurm,
-              pytest.mark.skipif(not _cluster_answers(),
-                                 reason="no SLURM cluster answers (start one with scripts/slurm-local/start.sh)")]
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """A cluster that already answers is used as it is; otherwise scripts/slurm-local starts one for this
+    module (installing its Debian packages on a fresh machine) and stops it afterwards. T3H_SKIP_SLURM=1
+    skips instead."""
+    if _cluster_answers():
+        yield
+        return
+    if os.environ.get("T3H_SKIP_SLURM") == "1":
+        pytest.skip("T3H_SKIP_SLURM=1")
+    started = subprocess.run(["bash", str(ROOT / "scripts" / "slurm-local" / "start.sh")],
+                             capture_output=True, text=True, timeout=1200)
+    if started.returncode != 0 or not _cluster_answers():
+        pytest.skip("the local SLURM cluster did not start (scripts/slurm-local/start.sh): "
+                    + (started.stderr.strip().splitlines() or ["no message"])[-1])
+    try:
+        yield
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts" / "slurm-local" / "stop.sh")], capture_output=True, timeout=120)
 
 
 def test_a_table_runs_as_one_job_array_and_is_reported(tmp_path):
