@@ -114,11 +114,11 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def deep_merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -158,7 +158,7 @@ class Registry:
         merged: dict = {}
         for link in self.variant_chain(name):
             entry = {k: v for k, v in self.variants[link].items() if k in ("model", "loss", "train")}
-            merged = _deep_merge(merged, entry)
+            merged = deep_merge(merged, entry)
         return merged
 
     def resolve(self, variant: str, profile: str, seed: int = 0) -> ResolvedRun:
@@ -167,7 +167,7 @@ class Registry:
             did = f"; did you mean '{hint[0]}'?" if hint else ""
             raise RegistryError(f"unknown profile '{profile}'{did} (valid: {sorted(self.profiles)})")
         prof = {k: v for k, v in self.profiles[profile].items() if k in ("model", "data", "train")}
-        raw = _deep_merge(_deep_merge(self.variant_dict(variant), prof), {"train": {"seed": seed}})
+        raw = deep_merge(deep_merge(self.variant_dict(variant), prof), {"train": {"seed": seed}})
         try:
             config = RunConfig.from_dict(raw)
         except ConfigError as err:

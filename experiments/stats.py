@@ -163,12 +163,13 @@ def verdict(delta: float, lo: float, hi: float, paper_direction: float) -> str:
     return HOLDS if np.sign(delta) == np.sign(paper_direction) else REVERSED
 
 
-def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02) -> bool | None:
-    """Did validation NME change by less than ``tol`` (relative) over the last ``window`` of training?
+def window_change(curve: pd.DataFrame | None, window: float = 0.2) -> float | None:
+    """Relative change of validation NME over the last ``window`` of training: (last - start) / |start|.
 
     Training progress is read from ``step`` (``epoch`` when absent); the NME at the start of the window
     is interpolated between validation points. None when the curve cannot tell: no curve, fewer than
-    three validation points, or a window that starts before the first one.
+    three validation points, or a window that starts before the first one; NaN when the last NME is
+    not finite.
     """
     if curve is None or "val_nme" not in curve:
         return None
@@ -181,6 +182,17 @@ def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02
     if window_start < progress[0]:
         return None
     if not np.isfinite(nme[-1]):
-        return False
+        return math.nan
     reference = float(np.interp(window_start, progress, nme))
-    return bool(abs(nme[-1] - reference) <= tol * abs(reference))
+    if reference == 0:
+        return 0.0 if nme[-1] == 0 else math.inf
+    return float((nme[-1] - reference) / abs(reference))
+
+
+def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02) -> bool | None:
+    """Did validation NME change by less than ``tol`` (relative) over the last ``window`` of training?
+    None when the curve cannot tell (see ``window_change``)."""
+    change = window_change(curve, window)
+    if change is None:
+        return None
+    return bool(np.isfinite(change) and abs(change) <= tol)

@@ -116,3 +116,4 @@ def test_converged_reads_the_window_in_steps_and_interpolates():
     assert stats.converged(curve, tol=0.02) is True                         # |2.08 - 2.1| / 2.1 < 2%
     assert stats.converged(curve, tol=0.005) is False
     assert stats.converged(_curve([5.0, 4.0, 3.0], steps=[900, 950, 1000])) is None   # window before first point
+    assert stats.window_change(curve) == pytest.approx((2.08 - 2.1) / 2.1)   # what the convergence bench prints

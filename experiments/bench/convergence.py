@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.registry import _deep_merge, load_registry
-from experiments.stats import converged
+from experiments.registry import deep_merge, load_registry
+from experiments.stats import converged, window_change
 from trans3dhead.config import RunConfig
 
 
@@ -51,17 +50,9 @@ def _train_one(task: tuple) -> dict:
     curve = pd.read_csv(Path(workdir) / "curve.csv")
     return {**label, "steps": summary["steps"], "final_val_nme": summary["final_val_nme"],
             "best_val_nme": summary["best_val_nme"], "converged": converged(curve),
-            "last_20pct_change": _window_change(curve), "train_wall_s": round(summary["wall_s"], 1),
+            "last_20pct_change": window_change(curve), "train_wall_s": round(summary["wall_s"], 1),
             "wall_s": round(time.time() - started, 1), "device": summary["device"],
             "curve": curve.assign(**label)}
-
-
-def _window_change(curve: pd.DataFrame, window: float = 0.2) -> float:
-    """Relative change of val NME over the last ``window`` of training (what ``converged`` tests)."""
-    points = curve.dropna(subset=["val_nme"])
-    steps, nme = points["step"].to_numpy(float), points["val_nme"].to_numpy(float)
-    reference = float(np.interp(steps[-1] * (1 - window), steps, nme))
-    return (nme[-1] - reference) / reference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds):
                 raw = registry.resolve(variant, args.profile, seed).config.to_dict()
                 for key, value in zip(axes, values):
-                    raw = _deep_merge(raw, _nested(key, value))
+                    raw = deep_merge(raw, _nested(key, value))
                 config = RunConfig.from_dict(raw).to_dict()
                 label = {"variant": variant, "seed": seed, **dict(zip(axes, values))}
                 name = "-".join(str(v) for v in label.values()).replace("/", "_")
