@@ -19,7 +19,7 @@ from trans3dhead.metrics import METRIC_DIRECTIONS
 
 REGISTRY_DIR = Path(__file__).parent / "registry"
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
-PROFILE_KEYS = {"description", "benchmark_note", "model", "data", "train"}
+PROFILE_KEYS = {"base", "description", "benchmark_note", "model", "data", "train"}
 TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps"}
 ROW_KEYS = {"label", "variant", "paper"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
@@ -124,6 +124,35 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def base_chain(entries: dict, name: str, kind: str, filename: str) -> list[str]:
+    """``name`` and its ``base`` ancestors, root first; names an unknown entry or a cycle."""
+    chain, seen = [], set()
+    current: str | None = name
+    while current is not None:
+        if current not in entries:
+            hint = difflib.get_close_matches(str(current), list(entries), n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise RegistryError(f"unknown {kind} '{current}'{did} (see {filename})")
+        if current in seen:
+            raise RegistryError(f"{filename}: 'base' cycle through {' -> '.join(chain + [current])}")
+        seen.add(current)
+        chain.append(current)
+        current = entries[current].get("base")
+    return chain[::-1]
+
+
+def _inherit_profiles(profiles: dict) -> dict:
+    """Each profile with its base chain merged in; a profile states only what differs from its base.
+    The description is each profile's own."""
+    flat = {}
+    for name, entry in profiles.items():
+        merged: dict = {}
+        for link in base_chain(profiles, name, "profile", "profiles.yaml"):
+            merged = deep_merge(merged, {k: v for k, v in profiles[link].items() if k not in ("base", "description")})
+        flat[name] = {**merged, "description": entry.get("description", "")}
+    return flat
+
+
 def run_id_of(config: RunConfig) -> str:
     identity = config.to_dict()
     for section, keys in EXECUTION_ONLY.items():
@@ -140,19 +169,7 @@ class Registry:
 
     # -- resolution ----------------------------------------------------------------------------------
     def variant_chain(self, name: str) -> list[str]:
-        chain, seen = [], set()
-        current: str | None = name
-        while current is not None:
-            if current not in self.variants:
-                hint = difflib.get_close_matches(current, list(self.variants), n=1)
-                did = f"; did you mean '{hint[0]}'?" if hint else ""
-                raise RegistryError(f"unknown variant '{current}'{did} (see variants.yaml)")
-            if current in seen:
-                raise RegistryError(f"variants.yaml: 'base' cycle through {' -> '.join(chain + [current])}")
-            seen.add(current)
-            chain.append(current)
-            current = self.variants[current].get("base")
-        return chain[::-1]
+        return base_chain(self.variants, name, "variant", "variants.yaml")
 
     def variant_dict(self, name: str) -> dict:
         merged: dict = {}
@@ -277,6 +294,7 @@ def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
     profiles = _read_yaml(root / "profiles.yaml")
     for name, entry in profiles.items():
         _check_profile(name, entry)
+    profiles = _inherit_profiles(profiles)
     tables = {name: _parse_table(name, raw, variants) for name, raw in _read_yaml(root / "tables.yaml").items()}
     clusters = {p.stem: p for p in sorted((root / "clusters").glob("*.yaml"))}
     registry = Registry(variants, tables, profiles, clusters, root)

@@ -35,6 +35,19 @@ def test_variants_state_only_their_difference():
     assert REGISTRY.resolve("dad3dnet", "paper").config.loss.heatmap == 1.0
 
 
+def test_a_profile_states_only_what_differs_from_its_base(tmp_path):
+    registry = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, registry)
+    _edit(registry, "profiles.yaml", lambda d: _set(d, ["cpu_short"], {"base": "cpu", "train": {"epochs": 2}}))
+    profiles = load_registry(registry)
+    short, cpu = (profiles.resolve("trans3dhead", p).config.to_dict() for p in ("cpu_short", "cpu"))
+    assert short["train"]["epochs"] == 2 and cpu["train"]["epochs"] != 2
+    short["train"]["epochs"] = cpu["train"]["epochs"]
+    assert short == cpu
+    assert profiles.profiles["cpu_short"]["benchmark_note"] == profiles.profiles["cpu"]["benchmark_note"]
+    assert profiles.profiles["cpu_short"]["description"] == ""
+
+
 def _edit(path: Path, name: str, change) -> None:
     data = yaml.safe_load((path / name).read_text())
     change(data)
@@ -64,6 +77,9 @@ CASES = [
     ("profile changes a loss weight", "profiles.yaml", lambda d: _set(d, ["smoke", "loss"], {"euler": 0.0}), [],
      "may not change the ablation switch 'loss.euler'"),
     ("profile typo", "profiles.yaml", lambda d: _set(d, ["smoke", "trian"], {}), [], "did you mean 'train'"),
+    ("profile unknown base", "profiles.yaml", lambda d: _set(d, ["smoke", "base"], "cpuu"), [], "unknown profile 'cpuu'; did you mean 'cpu'"),
+    ("profile base cycle", "profiles.yaml", lambda d: (_set(d, ["smoke", "base"], "cpu"), _set(d, ["cpu", "base"], "smoke")),
+     [], "profiles.yaml: 'base' cycle through"),
     ("unknown table", None, None, ["tabel3"], "did you mean 'table3'"),
     ("unknown profile", None, None, ["table3", "--profile", "smok"], "did you mean 'smoke'"),
     ("zero seeds", None, None, ["table3", "--profile", "smoke", "--seeds", "0"], "use 1 or more"),
