@@ -13,6 +13,8 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(tasks)} runs, {args.parallel} at a time, {threads} thread(s) each; work in {workroot}", flush=True)
     rows = []
+    # SIGTERM (kill, a scheduler's time limit) must unwind to the finally below, or the workers live on.
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     pool = multiprocessing.get_context("spawn").Pool(args.parallel) if args.parallel > 1 else None
     try:
         for row in (pool.imap_unordered(_train_one, tasks) if pool else map(_train_one, tasks)):
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if pool:
             pool.terminate()
+        signal.signal(signal.SIGTERM, previous_handler)
 
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "curve"} for r in rows])
     table = table.sort_values(["variant", *axes, "seed"])
