@@ -192,7 +192,11 @@ def window_change(curve: pd.DataFrame | None, window: float = 0.2) -> float | No
 def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02) -> bool | None:
     """Did validation NME change by less than ``tol`` (relative) over the last ``window`` of training?
     None when the curve cannot tell (see ``window_change``)."""
-    change = window_change(curve, window)
+    return change_within(window_change(curve, window), tol)
+
+
+def change_within(change: float | None, tol: float = 0.02) -> bool | None:
+    """The convergence test on a ``window_change`` value: None stays None, NaN is not converged."""
     if change is None:
         return None
     return bool(np.isfinite(change) and abs(change) <= tol)

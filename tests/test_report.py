@@ -119,19 +119,28 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
     # 2 df, t(2) = 4.303; two seeds: mean ± 4.303 * 0.02828 / sqrt(2) = ± 0.0861 (Z5: ± 0.00861).
     assert "NME 0.028 (df 2), Z5 Acc. 0.0028 (df 2)" in md
     assert rows["base"] == ["2.020 [1.934, 2.106]", "2.000", "0.9020 [0.8934, 0.9106]", "0.9000",
-                            "1.50", "0.250", "100.0", "300.0", "1.0", "20.0", "110", "—", "yes", "done"]
+                            "1.50", "0.250", "100.0", "300.0", "1.0", "20.0", "110", "—", "yes (-0.5%)", "done"]
     assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
     command = "`python -m experiments.run mini --seeds 2`"
     euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise
     assert rows["+Euler"][0] == f"{euler:.3f} [{euler - 0.1217:.3f}, {euler + 0.1217:.3f}] (1/2 seeds)"
-    assert rows["+Euler"][-2:] == ["no", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
+    assert rows["+Euler"][-2:] == ["no (-33.3%)", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
     assert rows["full"][:4] == ["—", "1.600", "—", "0.9300"]
     assert rows["full"][-1] == ("seed 0: failed: NonFiniteLossError: non-finite loss / at step 7 Traceback ...; "
                                 "seed 1: running")
     assert rows["dad"][-1] == f"seed 0: missing — run {command}; seed 1: missing — run {command}"
     assert rows["Published (paper only)"] == ["paper only", "9.000", "paper only", "—"] + ["—"] * 7 + [
         "50", "—", "paper only: not implemented in this suite"]
+
+
+def test_convergence_cell_counts_seeds_and_shows_the_mean_change():
+    # FLAT ends (2.0 - 2.01) / 2.01 = -0.5% over its last 20%, FALLING (2.0 - 3.0) / 3.0 = -33.3%.
+    assert report.convergence_text([-0.005, -0.333]) == "no, 1/2 seeds (-16.9%)"
+    assert report.convergence_text([0.019, -0.02]) == "yes (-0.1%)"
+    assert report.convergence_text([0.01, float("nan")]) == "no, 1/2 seeds"
+    assert report.convergence_text([0.01, None]) == "unknown"
+    assert report.convergence_text([]) == "—"
 
 
 def test_ablation_steps_intervals_and_verdicts(known, registry, tmp_path):
