@@ -70,7 +70,7 @@ def cmd_list(registry) -> int:
         print(f"  {name:8s} {spec.kind:6s} {spec.dataset}/{spec.split}: {spec.title}")
     print("Profiles:")
     for name, prof in registry.profiles.items():
-        print(f"  {name:6s} {prof.get('description', '')}")
+        print(f"  {name:9s} {prof.get('description', '')}")
     return 0
 
 
