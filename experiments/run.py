@@ -9,6 +9,7 @@ Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad in
 from __future__ import annotations
 
 import argparse
+import difflib
 import shutil
 import signal
 import sys
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default: one per core or GPU, fewer if RAM is short)")
+    parser.add_argument("--only", help="comma-separated variants: run just their rows of the table; the report "
+                                       "shows the other rows as missing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")
@@ -105,6 +108,19 @@ def cmd_report(registry, args) -> int:
     return 0
 
 
+def _only(runs: list, only: str | None, target: str) -> list:
+    if not only:
+        return runs
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    planned = sorted({v for run in runs for v in run.variants})
+    for name in wanted:
+        if name not in planned:
+            hint = difflib.get_close_matches(name, planned, n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise UsageError(f"--only {name}: not a variant of {target}{did} (its variants: {', '.join(planned)})")
+    return [run for run in runs if set(run.variants) & set(wanted)]
+
+
 def cmd_run(registry, args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds={args.seeds}: use 1 or more")
@@ -117,7 +133,7 @@ def cmd_run(registry, args) -> int:
             raise UsageError("--executor slurm: sbatch is not on PATH (start scripts/slurm-local/start.sh or use local)")
     elif args.cluster is not None:
         raise UsageError("--cluster only applies to --executor slurm")
-    runs = registry.plan(args.target, args.profile, args.seeds)
+    runs = _only(registry.plan(args.target, args.profile, args.seeds), args.only, args.target)
     todo = [r for r in runs if args.force or _needs_work(r, args)]
     if args.dry_run:
         print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s)): {len(runs)} runs, "

@@ -85,6 +85,8 @@ CASES = [
     ("zero seeds", None, None, ["table3", "--profile", "smoke", "--seeds", "0"], "use 1 or more"),
     ("slurm without cluster", None, None, ["table3", "--profile", "smoke", "--executor", "slurm"], "needs --cluster"),
     ("cluster without slurm", None, None, ["table3", "--profile", "smoke", "--cluster", "x.yaml"], "only applies"),
+    ("--only typo", None, None, ["table3", "--profile", "smoke", "--only", "trans3dhead,dad3dnt"],
+     "--only dad3dnt: not a variant of table3; did you mean 'dad3dnet'"),
     ("stray argument", None, None, ["table3", "table4", "--profile", "smoke"], "unexpected argument"),
 ]
 
@@ -122,3 +124,12 @@ def test_dry_run_prints_the_plan_and_submits_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "11 runs, 0 reused, 11 to run" in out and "training images" in out
     assert not (tmp_path / "r").exists() and not (tmp_path / "j").exists()
+
+
+def test_only_restricts_the_plan_to_the_named_rows(tmp_path, capsys):
+    code = run.main(["table3", "--profile", "smoke", "--seeds", "2", "--only", "trans3dhead, dad3dnet", "--dry-run",
+                     "--results", str(tmp_path / "r"), "--jobs", str(tmp_path / "j")])
+    out = capsys.readouterr().out
+    assert code == 0 and "4 runs, 0 reused, 4 to run" in out
+    planned = {line.split()[5] for line in out.splitlines() if line.strip().startswith("[run ]")}
+    assert planned == {"trans3dhead", "dad3dnet"}
