@@ -18,6 +18,7 @@ from trans3dhead.config import ConfigError, RunConfig
 from trans3dhead.metrics import METRIC_DIRECTIONS
 
 REGISTRY_DIR = Path(__file__).parent / "registry"
+DEFAULT_PROFILE = "cpu"          # the embedded benchmark on a 2-core laptop
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
 PROFILE_KEYS = {"base", "description", "benchmark_note", "model", "data", "train"}
 TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps"}

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import figures, stats, store
-from experiments.registry import Registry, Row, Step, TableSpec
+from experiments.registry import DEFAULT_PROFILE, Registry, Row, Step, TableSpec
 
 METRIC_NAMES = {"nme": "NME", "z5": "Z5 Acc.", "chamfer": "Cham. Dis.", "pose_error": "Pose Err.",
                 "mae": "MAE", "pitch": "Pitch", "yaw": "Yaw", "roll": "Roll"}
@@ -89,6 +89,7 @@ class RowRuns:
     """One table row (a variant) across the table's seeds."""
     row: Row
     spec: TableSpec
+    profile: str
     runs: list[SeedRun] = field(default_factory=list)
 
     @property
@@ -149,7 +150,7 @@ def _measured_efficiency(frame: pd.DataFrame, run_id: str) -> dict:
 
 def gather_row(registry: Registry, row: Row, spec: TableSpec, profile: str, frame: pd.DataFrame,
                results_root: Path, seeds: list[int]) -> RowRuns:
-    result = RowRuns(row, spec)
+    result = RowRuns(row, spec, profile)
     for seed in seeds:
         run_id = registry.resolve(row.variant, profile, seed).run_id
         path = store.run_dir(results_root, profile, run_id)
@@ -171,8 +172,10 @@ def table_seeds(registry: Registry, spec: TableSpec, profile: str, frame: pd.Dat
     return seeds or [0]
 
 
-def run_command(table: str, seeds: list[int]) -> str:
-    return f"python -m experiments.run {table}" + (f" --seeds {max(seeds) + 1}" if max(seeds) > 0 else "")
+def run_command(table: str, seeds: list[int], profile: str) -> str:
+    """The command that trains what a table lacks (the default profile goes unsaid)."""
+    return (f"python -m experiments.run {table}" + (f" --profile {profile}" if profile != DEFAULT_PROFILE else "")
+            + (f" --seeds {max(seeds) + 1}" if max(seeds) > 0 else ""))
 
 
 def status_text(rr: RowRuns, table: str, seeds: list[int]) -> str:
@@ -187,10 +190,10 @@ def status_text(rr: RowRuns, table: str, seeds: list[int]) -> str:
         elif run.status in ("running", "queued"):
             problems.append(f"{who}{run.status}")
         elif run.status == "interrupted":
-            problems.append(f"{who}interrupted — `{run_command(table, seeds)}` resumes it")
+            problems.append(f"{who}interrupted — `{run_command(table, seeds, rr.profile)}` resumes it")
         else:
             lacking = "" if run.status == "missing" else f" ({rr.spec.dataset}/{rr.spec.split} not evaluated)"
-            problems.append(f"{who}missing{lacking} — run `{run_command(table, seeds)}`")
+            problems.append(f"{who}missing{lacking} — run `{run_command(table, seeds, rr.profile)}`")
     return "; ".join(problems) if problems else "done"
 
 

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from experiments import launch, store
-from experiments.registry import RegistryError, load_registry
+from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.config import ConfigError
 
 COMMANDS = ("list", "status", "report")
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="a table or figure (table1..table8, figure7, figure8), all, list, status, report")
     parser.add_argument("table", nargs="?", help="for status / report: restrict to one table")
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--executor", default="local", choices=launch.EXECUTORS)
     parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
     parser.add_argument("--seeds", type=int, default=1)

@@ -122,7 +122,7 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
                             "1.50", "0.250", "100.0", "300.0", "1.0", "20.0", "110", "—", "yes (-0.5%)", "done"]
     assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
-    command = "`python -m experiments.run mini --seeds 2`"
+    command = "`python -m experiments.run mini --profile smoke --seeds 2`"
     euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise
     assert rows["+Euler"][0] == f"{euler:.3f} [{euler - 0.1217:.3f}, {euler + 0.1217:.3f}] (1/2 seeds)"
     assert rows["+Euler"][-2:] == ["no (-33.3%)", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
@@ -221,7 +221,7 @@ def test_real_table3_layout_with_nothing_run(tmp_path):
     assert "## Component effectiveness" in md and "## Encoder/decoder layers (on +QA)" in md
     rows = table_rows(md)
     for row in registry.table("table3").rows:
-        assert rows[row.label][-1] == "missing — run `python -m experiments.run table3`"
+        assert rows[row.label][-1] == "missing — run `python -m experiments.run table3 --profile smoke`"
         assert rows[row.label][1] == report.fmt(row.paper["nme"], "nme")
     assert rows["baseline"][1:8:2] == ["1.847", "0.9578", "2.791", "0.126"]
     assert "— (no finished runs)" in md and "## Ablation steps" in md
