@@ -250,6 +250,10 @@ def test_code_versions_name_later_evaluations_apart():
     assert report.code_versions(rows(), []) == "—"
 
 
-def test_the_committed_cpu_reports_regenerate_byte_for_byte():
-    root = Path(__file__).resolve().parents[1]
-    assert report.check_reports(load_registry(), "cpu", root / "results", root / "reports") == []
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED_PROFILES = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("profile", COMMITTED_PROFILES)
+def test_the_committed_reports_regenerate_byte_for_byte(profile):
+    assert report.check_reports(load_registry(), profile, ROOT / "results", ROOT / "reports") == []
