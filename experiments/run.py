@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import shutil
 import signal
 import sys
@@ -198,3 +199,6 @@ if __name__ == "__main__":
             print("\ninterrupted: finished runs are kept and local jobs were stopped; the same command "
                   "resumes from the last epoch's checkpoints (SLURM jobs keep running: see `status`)", file=sys.stderr)
             sys.exit(130)
+        except BrokenPipeError:          # `... | head`: the reader left; not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
