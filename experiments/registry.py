@@ -6,7 +6,6 @@ config, so identical configurations share one run whichever variants or tables a
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from trans3dhead.config import ConfigError, RunConfig
+from trans3dhead.config import ConfigError, RunConfig, did_you_mean
 from trans3dhead.metrics import METRIC_DIRECTIONS
 
 REGISTRY_DIR = Path(__file__).parent / "registry"
@@ -98,8 +97,7 @@ class ResolvedRun:
 def _unknown(keys, allowed, where: str) -> None:
     for key in keys:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            did = did_you_mean(key, allowed)
             raise RegistryError(f"{where}: unknown key '{key}'{did} (valid: {sorted(allowed)})")
 
 
@@ -131,8 +129,7 @@ def base_chain(entries: dict, name: str, kind: str, filename: str) -> list[str]:
     current: str | None = name
     while current is not None:
         if current not in entries:
-            hint = difflib.get_close_matches(str(current), list(entries), n=1)
-            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            did = did_you_mean(current, entries)
             raise RegistryError(f"unknown {kind} '{current}'{did} (see {filename})")
         if current in seen:
             raise RegistryError(f"{filename}: 'base' cycle through {' -> '.join(chain + [current])}")
@@ -181,8 +178,7 @@ class Registry:
 
     def resolve(self, variant: str, profile: str, seed: int = 0) -> ResolvedRun:
         if profile not in self.profiles:
-            hint = difflib.get_close_matches(profile, list(self.profiles), n=1)
-            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            did = did_you_mean(profile, self.profiles)
             raise RegistryError(f"unknown profile '{profile}'{did} (valid: {sorted(self.profiles)})")
         prof = {k: v for k, v in self.profiles[profile].items() if k in ("model", "data", "train")}
         raw = deep_merge(deep_merge(self.variant_dict(variant), prof), {"train": {"seed": seed}})
@@ -212,8 +208,7 @@ class Registry:
 
     def table(self, name: str) -> TableSpec:
         if name not in self.tables:
-            hint = difflib.get_close_matches(name, list(self.tables), n=1)
-            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            did = did_you_mean(name, self.tables)
             raise RegistryError(f"unknown table or figure '{name}'{did} (valid: {', '.join(self.tables)}, all)")
         return self.tables[name]
 
@@ -246,8 +241,7 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
         for row in section.get("rows", []):
             _unknown(row, ROW_KEYS, f"{where} row {row.get('label')}")
             if row.get("variant") is not None and row["variant"] not in variants:
-                hint = difflib.get_close_matches(str(row["variant"]), list(variants), n=1)
-                did = f"; did you mean '{hint[0]}'?" if hint else ""
+                did = did_you_mean(row["variant"], variants)
                 raise RegistryError(f"{where}: row '{row.get('label')}' names variant '{row['variant']}', "
                                     f"which variants.yaml does not define{did}")
             paper = dict(row.get("paper") or {})

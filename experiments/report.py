@@ -11,6 +11,7 @@ import filecmp
 import math
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +113,14 @@ class RowRuns:
                 columns[run.seed] = frame.set_index("item_id")[metric]
         return pd.DataFrame(columns)
 
+    @cached_property
     def convergence_changes(self) -> list[float | None]:
-        """Each finished seed's relative change of validation NME over the last 20% of training."""
+        """Each finished seed's relative change of validation NME over the last 20% of training (read once:
+        the results table, every ablation step and the figures ask for it; rows are built before use)."""
         return [stats.window_change(store.curve(r.path)) for r in self.done]
 
     def convergence(self) -> list[bool | None]:
-        return [stats.change_within(change) for change in self.convergence_changes()]
+        return [stats.change_within(change) for change in self.convergence_changes]
 
     def efficiency(self, key: str) -> float:
         values = [r.efficiency.get(key) for r in self.done]
@@ -295,12 +298,13 @@ def results_tables(spec: TableSpec, table: str, by_label: dict[str, RowRuns], se
             if spec.efficiency:
                 cells += [fmt(rr.efficiency(key) * scale, spec=form) for _, key, scale, form in EFFICIENCY_COLUMNS]
                 cells.append(fmt(row.paper.get("fps"), spec="{:.0f}"))
-            cells += [convergence_text(rr.convergence_changes()), status_text(rr, table, seeds)]
+            cells += [convergence_text(rr.convergence_changes), status_text(rr, table, seeds)]
             rows.append(cells)
         if section.name:
             lines += [f"## {section.name}", ""]
         lines += [md_table(header, rows), ""]
-    notes = ["converged: validation NME moved by less than 2% over the last 20% of training; in brackets its "
+    notes = [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
+             f"{stats.CONVERGENCE_WINDOW:.0%} of training; in brackets its "
              "mean relative change over seeds (unknown: no validation curve stored)."]
     if spec.efficiency:
         notes.append("Efficiency: ours measured on the device above (mean over seeds); FPS paper: one V100.")
@@ -568,7 +572,7 @@ def figure_lines(registry: Registry, name: str, spec: TableSpec, profile: str, b
     lines = []
     for label, rr in by_label.items():
         status = status_text(rr, name, seeds)
-        lines += [f"Run: {label}; converged: {convergence_text(rr.convergence_changes())}; status: {status}", ""]
+        lines += [f"Run: {label}; converged: {convergence_text(rr.convergence_changes)}; status: {status}", ""]
         if not rr.done:
             continue
         if name == "figure8":

@@ -9,7 +9,6 @@ Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad in
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from experiments import launch, store
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
-from trans3dhead.config import ConfigError
+from trans3dhead.config import ConfigError, did_you_mean
 
 COMMANDS = ("list", "status", "report")
 
@@ -116,8 +115,7 @@ def _only(runs: list, only: str | None, target: str) -> list:
     planned = sorted({v for run in runs for v in run.variants})
     for name in wanted:
         if name not in planned:
-            hint = difflib.get_close_matches(name, planned, n=1)
-            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            did = did_you_mean(name, planned)
             raise UsageError(f"--only {name}: not a variant of {target}{did} (its variants: {', '.join(planned)})")
     return [run for run in runs if set(run.variants) & set(wanted)]
 

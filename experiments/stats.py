@@ -28,6 +28,9 @@ REVERSED = "reversed"
 NOISE = "not distinguishable from noise"
 NO_PAPER_CHANGE = "paper shows no change"       # the paper's two numbers are equal: no direction to check
 NO_PAPER_NUMBER = "paper gives no number"       # e.g. only-3DMM has no NME in Table 7
+# Convergence: validation NME moved by less than TOL (relative) over the last WINDOW of training.
+CONVERGENCE_WINDOW = 0.2
+CONVERGENCE_TOL = 0.02
 
 try:                                            # one source of truth for better-is-lower/higher
     from trans3dhead.metrics import METRIC_DIRECTIONS
@@ -163,7 +166,7 @@ def verdict(delta: float, lo: float, hi: float, paper_direction: float) -> str:
     return HOLDS if np.sign(delta) == np.sign(paper_direction) else REVERSED
 
 
-def window_change(curve: pd.DataFrame | None, window: float = 0.2) -> float | None:
+def window_change(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW) -> float | None:
     """Relative change of validation NME over the last ``window`` of training: (last - start) / |start|.
 
     Training progress is read from ``step`` (``epoch`` when absent); the NME at the start of the window
@@ -189,13 +192,14 @@ def window_change(curve: pd.DataFrame | None, window: float = 0.2) -> float | No
     return float((nme[-1] - reference) / abs(reference))
 
 
-def converged(curve: pd.DataFrame | None, window: float = 0.2, tol: float = 0.02) -> bool | None:
+def converged(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW,
+              tol: float = CONVERGENCE_TOL) -> bool | None:
     """Did validation NME change by less than ``tol`` (relative) over the last ``window`` of training?
     None when the curve cannot tell (see ``window_change``)."""
     return change_within(window_change(curve, window), tol)
 
 
-def change_within(change: float | None, tol: float = 0.02) -> bool | None:
+def change_within(change: float | None, tol: float = CONVERGENCE_TOL) -> bool | None:
     """The convergence test on a ``window_change`` value: None stays None, NaN is not converged."""
     if change is None:
         return None

@@ -150,6 +150,12 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ConfigError(f"{name}={value!r} is not one of {list(choices)}")
 
 
+def did_you_mean(name: object, choices, prefix: str = "") -> str:
+    """"; did you mean 'X'?" for the closest of ``choices`` to a mistyped ``name``, or "" when none is close."""
+    hint = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+
+
 def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
@@ -157,9 +163,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
-            hint = difflib.get_close_matches(str(key), list(known), n=1)
-            did_you_mean = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
-            raise ConfigError(f"unknown key '{prefix}{key}'{did_you_mean} (valid: {sorted(known)})")
+            raise ConfigError(f"unknown key '{prefix}{key}'{did_you_mean(key, known, prefix)} (valid: {sorted(known)})")
         f = known[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):

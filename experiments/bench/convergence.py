@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from experiments.registry import deep_merge, load_registry
-from experiments.stats import converged, window_change
+from experiments.stats import change_within, window_change
 from trans3dhead.config import RunConfig
 
 
@@ -50,9 +50,10 @@ def _train_one(task: tuple) -> dict:
     started = time.time()
     summary = train(RunConfig.from_dict(config), workdir, show_progress=False)
     curve = pd.read_csv(Path(workdir) / "curve.csv")
+    change = window_change(curve)
     return {**label, "steps": summary["steps"], "final_val_nme": summary["final_val_nme"],
-            "best_val_nme": summary["best_val_nme"], "converged": converged(curve),
-            "last_20pct_change": window_change(curve), "train_wall_s": round(summary["wall_s"], 1),
+            "best_val_nme": summary["best_val_nme"], "converged": change_within(change),
+            "last_20pct_change": change, "train_wall_s": round(summary["wall_s"], 1),
             "wall_s": round(time.time() - started, 1), "device": summary["device"],
             "curve": curve.assign(**label)}
 
