@@ -26,8 +26,8 @@ STEP_KEYS = {"from", "to", "metrics", "claim"}
 CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
                 "array_parallelism", "setup", "constraint", "additional_parameters"}
 # A profile may size and schedule a run, never switch an ablation (the paper's comparisons).
-ABLATION_SWITCHES = {"model": {"arch", "n_params", "encoder_layers", "decoder_layers", "branches", "qamem",
-                               "mqinit", "mean_face"}, "loss": "*"}
+# The list is declared once, on the config fields themselves (trans3dhead.config.switch).
+ABLATION_SWITCHES = RunConfig.ablation_switches()
 EXTRA_METRICS = {"fps"}          # paper-only columns
 # How a run is executed, not what it computes: left out of the run id, so that a machine with more
 # loader workers or less RAM reuses the same results.
@@ -269,7 +269,7 @@ def _check_profile(name: str, raw: dict) -> None:
         raise RegistryError(f"{where}: expected a mapping")
     for group, keys in ABLATION_SWITCHES.items():
         for key in raw.get(group) or {}:
-            if keys == "*" or key in keys:
+            if key in keys:
                 raise RegistryError(f"{where}: a profile may not change the ablation switch '{group}.{key}'; "
                                     "set it in a variant (variants.yaml) instead")
     _unknown(raw, PROFILE_KEYS, where)

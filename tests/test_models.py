@@ -9,7 +9,6 @@ from trans3dhead.flame.params import ParamLayout
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.losses import build_loss
 from trans3dhead.models import build_model
-from trans3dhead.models.qamem import QueryAwareValueTransform
 
 REGISTRY = load_registry()
 IMAGE = 64
@@ -65,25 +64,6 @@ def test_parameter_layouts(n_params, flame_dir):
         out = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))(torch.randn(1, 3, IMAGE, IMAGE))
         assert out["params"].shape == (1, n_params)
         assert torch.all(out["params"][:, :layout.n_shape_like].abs() <= 3.0)
-
-
-def test_qamem_efficient_equals_naive():
-    torch.manual_seed(0)
-    qamem = QueryAwareValueTransform(n_queries=68, d_model=32, nheads=4).double()
-    with torch.no_grad():
-        qamem.weight.normal_()
-        qamem.bias.normal_()
-    attention = torch.softmax(torch.randn(3, 4, 68, 64, dtype=torch.float64), -1)
-    values = torch.randn(3, 4, 64, 8, dtype=torch.float64)
-    efficient = qamem.efficient(attention @ values)
-    naive = qamem.naive(attention, values)
-    assert (efficient - naive).abs().max() < 1e-5
-
-
-def test_qamem_starts_as_identity():
-    qamem = QueryAwareValueTransform(5, 16, 2)
-    x = torch.randn(2, 2, 5, 8)
-    assert torch.allclose(qamem.efficient(x), x)
 
 
 def test_marr_sums_residuals_onto_the_mean_face(flame_dir):

@@ -22,7 +22,7 @@ def test_every_variant_resolves_under_every_profile():
 def test_identical_configs_share_one_run():
     plan = REGISTRY.plan("table3", "smoke")
     by_variant = {v: r.run_id for r in plan for v in r.variants}
-    assert len(plan) == 11                       # 12 rows, "+QA" and "E/D 0/2" are the same run
+    assert len(plan) == 13                       # 14 rows, "+QA" and "E/D 0/2" are the same run
     assert REGISTRY.resolve("qa", "smoke").run_id == by_variant["qa"]
     assert REGISTRY.resolve("qa", "smoke", seed=1).run_id != by_variant["qa"]
     everything = REGISTRY.plan("all", "smoke")
@@ -122,7 +122,7 @@ def test_dry_run_prints_the_plan_and_submits_nothing(tmp_path, capsys):
     code = run.main(["table3", "--profile", "smoke", "--dry-run", "--results", str(tmp_path / "r"),
                      "--jobs", str(tmp_path / "j")])
     out = capsys.readouterr().out
-    assert code == 0 and "11 runs, 0 reused, 11 to run" in out and "training images" in out
+    assert code == 0 and "13 runs, 0 reused, 13 to run" in out and "training images" in out
     assert not (tmp_path / "r").exists() and not (tmp_path / "j").exists()
 
 

@@ -222,7 +222,7 @@ def test_real_table3_layout_with_nothing_run(tmp_path):
     rows = table_rows(md)
     for row in registry.table("table3").rows:
         assert rows[row.label][-1] == "missing — run `python -m experiments.run table3 --profile smoke`"
-        assert rows[row.label][1] == report.fmt(row.paper["nme"], "nme")
+        assert rows[row.label][1] == report.fmt(row.paper.get("nme", float("nan")), "nme")   # "—" where the paper has none
     assert rows["baseline"][1:8:2] == ["1.847", "0.9578", "2.791", "0.126"]
     assert "— (no finished runs)" in md and "## Ablation steps" in md
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 PLACEMENTS = ("none", "landmark", "both")
 MEAN_FACE_MODES = ("fixed", "learnable_average", "learnable_random", "none")
+POSE_INITS = ("none", "mean_face")
 ARCHS = ("trans3dhead", "dad3dnet")
 BENCHMARKS = ("synthheads", "dad3dheads")
 
@@ -21,10 +22,21 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and the fix."""
 
 
+def switch(default: Any, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A field that is an ablation switch: what a variant may change and a profile may not.
+
+    Declared here, once, beside the field; ``ablation_switches()`` reads the list from these marks
+    (the registry refuses a profile or a ``--set`` that touches one).
+    """
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata={"switch": True})
+    return field(default=default, metadata={"switch": True})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "trans3dhead"
-    n_params: int = 413                      # 413 | 160 | 60 (see trans3dhead.flame.params)
+    arch: str = switch("trans3dhead")
+    n_params: int = switch(413)              # 413 | 160 | 60 (see trans3dhead.flame.params)
     backbone: str = "resnet50"               # any torchvision resnet name
     backbone_stride: int = 32                # 32: full trunk; 16 / 8: cut after layer3 / layer2 (small profiles)
     pretrained: bool = False                 # ImageNet weights via torchvision's weights API
@@ -32,16 +44,28 @@ class ModelConfig:
     nheads: int = 8
     dim_feedforward: int = 1024
     dropout: float = 0.1
-    encoder_layers: int = 0                  # 0-3, DETR-style
-    decoder_layers: int = 2                  # 1-3, same count in both branches
-    branches: tuple[str, ...] = ("landmark", "3dmm")   # ("3dmm",) = only-3DMM (Table 7)
-    qamem: str = "landmark"                  # none | landmark | both  (eqs. 2-3)
-    mqinit: str = "landmark"                 # none | landmark | both  (eq. 1)
-    mean_face: str = "fixed"                 # fixed | learnable_average | learnable_random | none (eqs. 4-5)
+    encoder_layers: int = switch(0)          # 0-3, DETR-style
+    decoder_layers: int = switch(2)          # 1-3, same count in both branches
+    branches: tuple[str, ...] = switch(("landmark", "3dmm"))   # ("3dmm",) = only-3DMM (Table 7)
+    qamem: str = switch("landmark")          # none | landmark | both  (eqs. 2-3)
+    mqinit: str = switch("landmark")         # none | landmark | both  (eq. 1)
+    mean_face: str = switch("fixed")         # fixed | learnable_average | learnable_random | none (eqs. 4-5)
+    # none: the pose values are the raw head outputs (both papers); mean_face: offset them so that the
+    # untrained model puts the template's landmarks on the mean face (not in either paper).
+    pose_init: str = switch("none")
     # DAD-3DNet only
     neck_channels: int = 256
     bifpn_layers: int = 2
     head_hidden: int = 512
+
+    def in_branch(self, placement: str, branch: str) -> bool:
+        """Whether a module placed by ``placement`` (none | landmark | both) sits in ``branch``."""
+        return placement == "both" or placement == branch
+
+    @property
+    def has_landmark_branch(self) -> bool:
+        """False only for only-3DMM (Table 7), which has no landmark branch and so no landmark loss or NME."""
+        return self.arch == "dad3dnet" or "landmark" in self.branches
 
     def validate(self) -> None:
         _check_choice("model.arch", self.arch, ARCHS)
@@ -49,6 +73,7 @@ class ModelConfig:
         _check_choice("model.qamem", self.qamem, PLACEMENTS)
         _check_choice("model.mqinit", self.mqinit, PLACEMENTS)
         _check_choice("model.mean_face", self.mean_face, MEAN_FACE_MODES)
+        _check_choice("model.pose_init", self.pose_init, POSE_INITS)
         _check_choice("model.backbone_stride", self.backbone_stride, (8, 16, 32))
         if not 0 <= self.encoder_layers <= 6:
             raise ConfigError(f"model.encoder_layers={self.encoder_layers}: use 0..6 (the paper uses 0-3)")
@@ -64,12 +89,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, eq. 8 (paper: 300, 50, 0.05, 0.05). DAD-3DNet adds heatmap (facts section 4)."""
-    landmark: float = 300.0
-    shape3d: float = 50.0
-    reproj: float = 0.05
-    euler: float = 0.05
-    heatmap: float = 0.0
+    """Loss weights, eq. 8 (paper: 300, 50, 0.05, 0.05). DAD-3DNet adds heatmap (facts section 4).
+
+    Every field is an ablation switch. ``marr_every_layer``: the landmark loss also supervises each
+    earlier MARR layer's running landmarks (DETR's auxiliary decoding losses); the paper is silent,
+    its Figures 7-8 presume each layer's sum is a landmark estimate (docs/fidelity.md).
+    """
+    landmark: float = switch(300.0)
+    shape3d: float = switch(50.0)
+    reproj: float = switch(0.05)
+    euler: float = switch(0.05)
+    heatmap: float = switch(0.0)
+    marr_every_layer: bool = switch(True)
 
 
 @dataclass(frozen=True)
@@ -102,8 +133,8 @@ class TrainConfig:
     lr: float = 1e-4
     backbone_lr_mult: float = 0.1
     weight_decay: float = 0.0
-    schedule: str = "step"                   # step (x0.1 at lr_drop_fraction) | cosine (to zero)
-    lr_drop_fraction: float = 2 / 3          # paper: epoch 240 of 360
+    schedule: str = "step"                   # step (x0.1 from epoch lr_drop_epoch on) | cosine (to zero)
+    lr_drop_epoch: int = 240                 # paper: "decayed by 10 at 240th epoch" (of 360)
     warmup_steps: int = 0
     grad_clip: float = 0.0                   # 0 = off
     amp: str = "off"                         # off | bf16 | auto (bf16 where the CPU/GPU supports it)
@@ -120,6 +151,9 @@ class TrainConfig:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr} must be > 0")
+        if self.schedule == "step" and not 1 <= self.lr_drop_epoch <= self.epochs:
+            raise ConfigError(f"train.lr_drop_epoch={self.lr_drop_epoch}: the step schedule drops the lr at an "
+                              f"epoch in 1..train.epochs={self.epochs} (the paper: 240 of 360)")
 
 
 @dataclass(frozen=True)
@@ -139,6 +173,16 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def ablation_switches(cls) -> dict[str, set[str]]:
+        """``{section: {field, ...}}`` of every field declared with ``switch()``."""
+        sections: dict[str, set[str]] = {}
+        for section in fields(cls):
+            names = {f.name for f in fields(section.default_factory()) if f.metadata.get("switch")}
+            if names:
+                sections[section.name] = names
+        return sections
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "RunConfig":

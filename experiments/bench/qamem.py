@@ -1,7 +1,8 @@
-"""QAMem: the naive per-query memories of eq. 2 against the grouped-convolution form of eq. 3.
+"""QAMem: the naive per-query memories of eq. 2 against the efficient form of eq. 3.
 
 Measured side by side in one run at the paper's sizes (68 queries, an 8x8 memory, d = 256,
-8 heads, batch 32): forward time and the peak memory of the attention-plus-QAMem step.
+8 heads, batch 32): forward time and peak memory of the whole QAMem cross-attention (the same
+module and weights, switched between the two forms), and their largest difference.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 
 from trans3dhead.engine.efficiency import peak_memory_mb
 from trans3dhead.engine.runtime import select_device
-from trans3dhead.models.qamem import QueryAwareValueTransform
+from trans3dhead.models.qamem import QueryAwareMemory
+from trans3dhead.models.transformer import Attention
 
 
 def _time(fn, repeats: int, device: torch.device) -> float:
@@ -38,17 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     device = select_device(args.device)
-    qamem = QueryAwareValueTransform(args.queries, args.d_model, args.heads).to(device)
-    dh, s = args.d_model // args.heads, args.grid * args.grid
-    attention = torch.softmax(torch.randn(args.batch, args.heads, args.queries, s, device=device), -1)
-    values = torch.randn(args.batch, args.heads, s, dh, device=device)
-    naive = lambda: qamem.naive(attention, values)                       # noqa: E731
-    efficient = lambda: qamem.efficient(attention @ values)             # noqa: E731
+    attention = Attention(args.d_model, args.heads, 0.0, QueryAwareMemory(args.queries, args.d_model)).to(device).eval()
+    with torch.no_grad():      # a trained-looking T_i, so that the forms are compared off the identity
+        attention.qamem.weight.add_(0.05 * torch.randn_like(attention.qamem.weight))
+    queries = torch.randn(args.batch, args.queries, args.d_model, device=device)
+    memory = torch.randn(args.batch, args.grid * args.grid, args.d_model, device=device)
+
+    def form(naive: bool):
+        def run():
+            attention.qamem_naive = naive
+            return attention(queries, memory, memory)
+        return run
+    naive, efficient = form(True), form(False)
     diff = (naive() - efficient()).abs().max().item()
     t_naive, t_eff = _time(naive, args.repeats, device), _time(efficient, args.repeats, device)
     m_naive, m_eff = peak_memory_mb(naive, device=device), peak_memory_mb(efficient, device=device)
+    n_weights = attention.qamem.weight.numel()
     print(f"QAMem at N={args.queries}, memory {args.grid}x{args.grid}, d={args.d_model}, {args.heads} heads, "
           f"batch {args.batch}, {device}:")
+    print(f"  QAMem weights per decoder layer: {n_weights} (= N*d*d, whatever the number of heads)")
     print(f"  max |naive - efficient| = {diff:.2e}")
     print(f"  time  naive {t_naive * 1e3:8.2f} ms   efficient {t_eff * 1e3:8.2f} ms   ratio {t_naive / t_eff:6.1f}x")
     print(f"  peak  naive {m_naive:8.2f} MB   efficient {m_eff:8.2f} MB   ratio {m_naive / max(m_eff, 1e-9):6.1f}x")

@@ -1,4 +1,10 @@
-"""Optimiser and learning-rate schedule (paper section 4.1.1: Adam, x0.1 at 2/3, backbone lr x0.1)."""
+"""Optimiser and learning-rate schedule (paper section 4.1.1).
+
+"Adam ... learning rate initialized to 0.0001 and then decayed by 10 at 240th epoch, while the
+learning rate of the backbone is multiplied by 0.1." The model names its pretrained trunk
+(``trunk_parameters()``, as nanoGPT's ``configure_optimizers`` lets the model decide its groups), so no
+parameter is sorted by its name.
+"""
 from __future__ import annotations
 
 import math
@@ -9,26 +15,33 @@ from torch import nn
 from trans3dhead.config import TrainConfig
 
 
+def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Two Adam groups: the model's pretrained trunk at ``lr * backbone_lr_mult``, everything else at ``lr``."""
+    trunk = [p for p in model.trunk_parameters() if p.requires_grad]
+    trunk_ids = {id(p) for p in trunk}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in trunk_ids]
+    groups = [{"params": rest, "lr": cfg.lr, "name": "head"}]
+    if trunk:
+        groups.append({"params": trunk, "lr": cfg.lr * cfg.backbone_lr_mult, "name": "trunk"})
+    return groups
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    backbone, rest = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (backbone if name.startswith("backbone.") else rest).append(param)
-    groups = [{"params": rest, "lr": cfg.lr}]
-    if backbone:
-        groups.append({"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult})
-    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base lr at ``step``: linear warmup, then step decay or cosine to zero."""
+def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the base lr at ``step``: linear warmup, then a x0.1 drop at the first step of epoch
+    ``lr_drop_epoch`` (exact, whatever the epoch length), or cosine to zero."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "step":
-        return 0.1 if step >= int(cfg.lr_drop_fraction * total_steps) else 1.0
+        return 0.1 if step >= cfg.lr_drop_epoch * steps_per_epoch else 1.0
     progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, cfg: TrainConfig):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, cfg))
+def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig):
+    total_steps = steps_per_epoch * cfg.epochs
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, cfg, steps_per_epoch))

@@ -80,7 +80,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     if steps_per_epoch == 0:
         raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {len(train_set)} training images")
     total_steps = steps_per_epoch * tc.epochs
-    scheduler = build_scheduler(optimizer, total_steps, tc)
+    scheduler = build_scheduler(optimizer, steps_per_epoch, tc)
 
     start_epoch, curve, best, wall_before = 0, [], math.inf, 0.0
     if resume:

@@ -3,8 +3,14 @@
 L = l1 L_lmk + l2 L_3D + l3 L_reproj + l4 L_euler (eq. 8; paper weights 300, 50, 0.05, 0.05);
 the baseline is eq. 6 (l4 = 0). A zero weight skips its term. ``forward`` returns every weighted
 term by name beside ``total``, so that a non-finite loss can be traced to its term.
+
+only-3DMM (Table 7) has no landmark branch, so no L_lmk: eq. 8 minus that term. With
+``marr_every_layer`` the landmark loss also supervises every earlier MARR layer's running landmarks
+(``landmark_layers``, DETR's auxiliary losses, same weight); the last layer stays ``landmark``.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
@@ -37,8 +43,12 @@ class MultiTaskLoss(nn.Module):
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
         if w.landmark:
-            terms["landmark"] = w.landmark * landmark_loss(out["landmarks_2d"], batch["landmarks_2d"],
-                                                           batch.get("presence"))
+            presence = batch.get("presence")
+            terms["landmark"] = w.landmark * landmark_loss(out["landmarks_2d"], batch["landmarks_2d"], presence)
+            earlier = out["landmarks_per_layer"][:-1] if w.marr_every_layer else []
+            if earlier:
+                terms["landmark_layers"] = w.landmark * sum(
+                    landmark_loss(layer, batch["landmarks_2d"], presence) for layer in earlier)
         if w.shape3d:
             terms["shape3d"] = w.shape3d * sum(
                 sw * head_shape_loss(out["model_vertices"][:, self._subset(s)], batch["model_vertices"][:, self._subset(s)])
@@ -58,6 +68,8 @@ class MultiTaskLoss(nn.Module):
 
 
 def build_loss(loss_cfg: LossConfig, model_cfg: ModelConfig, topology: FlameTopology) -> MultiTaskLoss:
+    if not model_cfg.has_landmark_branch:       # only-3DMM: nothing predicts landmarks to supervise
+        loss_cfg = dataclasses.replace(loss_cfg, landmark=0.0)
     subsets = {name: torch.as_tensor(idx) for name, idx in topology.subsets.items()}
     if model_cfg.arch == "dad3dnet":
         return MultiTaskLoss(loss_cfg, subsets, DAD_SHAPE_SUBSETS, DAD_REPROJ_SUBSETS)

@@ -8,7 +8,6 @@ from torch import nn
 
 from trans3dhead.config import ModelConfig
 from trans3dhead.flame.decoder import FlameDecoder
-from trans3dhead.models.backbone import Backbone
 from trans3dhead.models.dad3dnet import DAD3DNet
 from trans3dhead.models.trans3dhead import Trans3DHead
 
@@ -20,13 +19,5 @@ def build_model(cfg: ModelConfig, flame_dir: str | Path, mean_face: torch.Tensor
     mean_face = torch.as_tensor(mean_face, dtype=torch.float32)
     if cfg.arch == "dad3dnet":
         return DAD3DNet(cfg.backbone, cfg.pretrained, flame, mean_face, neck_channels=cfg.neck_channels,
-                        bifpn_layers=cfg.bifpn_layers, head_hidden=cfg.head_hidden)
-    in_landmark = {"landmark", "both"}
-    return Trans3DHead(
-        Backbone(cfg.backbone, cfg.backbone_stride, cfg.d_model, cfg.pretrained), flame, mean_face,
-        d_model=cfg.d_model, nheads=cfg.nheads, dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout,
-        encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
-        landmark_branch="landmark" in cfg.branches,
-        qamem_landmark=cfg.qamem in in_landmark, qamem_3dmm=cfg.qamem == "both",
-        mqinit_landmark=cfg.mqinit in in_landmark, mqinit_3dmm=cfg.mqinit == "both",
-        mean_face_mode=cfg.mean_face)
+                        bifpn_layers=cfg.bifpn_layers, head_hidden=cfg.head_hidden, pose_init=cfg.pose_init)
+    return Trans3DHead(cfg, flame, mean_face)

@@ -1,6 +1,8 @@
 """DAD-3DNet baseline (facts section 5): ResNet + BiFPN + stride-4 heatmaps, fused, MLP heads."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,7 +10,7 @@ from torch import nn
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.models.backbone import resnet_stages
 from trans3dhead.models.bifpn import BiFPN
-from trans3dhead.models.heads import initial_pose, squash_params
+from trans3dhead.models.heads import pose_offset, squash_params
 from trans3dhead.models.marr import N_LANDMARKS
 
 
@@ -19,10 +21,9 @@ def _mlp_head(in_features: int, hidden: int, out: int) -> nn.Sequential:
 
 class DAD3DNet(nn.Module):
     def __init__(self, backbone_name: str, pretrained: bool, flame: FlameDecoder, mean_face: torch.Tensor,
-                 *, neck_channels: int, bifpn_layers: int, head_hidden: int):
+                 *, neck_channels: int, bifpn_layers: int, head_hidden: int, pose_init: str):
         super().__init__()
         self.stages, channels = resnet_stages(backbone_name, pretrained)
-        self.backbone = self.stages            # the backbone lr multiplier finds it by this name
         self.neck = BiFPN(channels[:3], neck_channels, bifpn_layers)
         self.heatmap_head = nn.Conv2d(neck_channels, N_LANDMARKS, 3, padding=1)
         self.fuse = nn.Conv2d(channels[2] + N_LANDMARKS + neck_channels, channels[2], 1)
@@ -31,9 +32,11 @@ class DAD3DNet(nn.Module):
         self.shape_head = _mlp_head(channels[3], head_hidden, layout.n_shape_like)
         self.pose_head = _mlp_head(channels[3], head_hidden, layout.n_pose)
         self.landmark_head = _mlp_head(channels[3], head_hidden, N_LANDMARKS * 2)
-        with torch.no_grad():
-            template = flame.landmarks(flame.v_template[None])[0]
-        self.register_buffer("pose_offset", initial_pose(template, torch.as_tensor(mean_face)))
+        self.register_buffer("pose_offset", pose_offset(pose_init, flame, mean_face))
+
+    def trunk_parameters(self) -> Iterator[nn.Parameter]:
+        """The ResNet stages (ImageNet-initialised; lr x0.1 under the paper's recipe, as for Trans3DHead)."""
+        return self.stages.parameters()
 
     def forward(self, images: torch.Tensor) -> dict[str, object]:
         s1 = self.stages[0](images)

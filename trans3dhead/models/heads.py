@@ -1,9 +1,15 @@
-"""The 3DMM parameter head (one decoder query per parameter) and its sensible starting pose."""
+"""The 3DMM parameter head (one decoder query per parameter) and the optional starting pose.
+
+Both papers read the 10 pose values (rot6d, translation, scale) raw from the network (facts section 3);
+``pose_init: mean_face`` adds a constant offset that puts the template's landmarks on the mean face at
+initialisation, which neither paper has: it is a registry switch (docs/fidelity.md).
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.flame.params import ParamLayout
 
 SHAPE_LIKE_RANGE = 3.0      # shape, expression and jaw values go through tanh * 3 (facts section 3)
@@ -31,6 +37,17 @@ class PerQueryParameterHead(nn.Module):
     def forward(self, queries: torch.Tensor) -> torch.Tensor:
         raw = torch.einsum("bnd,nd->bn", queries, self.weight) + self.bias
         return squash_params(raw, self.layout, self.pose_offset)
+
+
+def pose_offset(mode: str, flame: FlameDecoder, mean_face: torch.Tensor) -> torch.Tensor:
+    """The constant added to the raw pose values: zeros (``none``, the papers) or ``initial_pose``."""
+    if mode == "none":
+        return torch.zeros(flame.layout.n_pose)
+    if mode != "mean_face":
+        raise ValueError(f"model.pose_init={mode!r}: use none or mean_face")
+    with torch.no_grad():
+        template = flame.landmarks(flame.v_template[None])[0]
+    return initial_pose(template, torch.as_tensor(mean_face, dtype=torch.float32))
 
 
 def initial_pose(template_landmarks: torch.Tensor, mean_face: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,15 @@
 """Query-aware memory, QAMem (paper section 3.2, eqs. 2-3).
 
-Each query i gets its own value transform T_i, so that queries attending to the same cell of a
-low-resolution memory extract different values. Eq. 2 builds N transformed memories M·T_i (naive);
-eq. 3 moves T_i after the attention, (A_i·M)·T_i, which the paper implements as a 1x1 convolution
-with N groups (efficient). Both forms are here: the efficient one is used in the model, the naive
-one is the reference that a test and ``python -m experiments.bench qamem`` compare against.
+Each query i gets its own d x d transform T_i of the d-channel memory M, "a convolutional layer with
+1x1 kernel, 1 stride, and N groups", so that queries attending to the same cell of a low-resolution
+memory extract different values. The transformed memories M·T_i serve value extraction only; the keys
+stay shared. Eq. 2 builds the N memories (naive); eq. 3 moves T_i after the attention,
+A_i·(M·T_i) = (A_i·M)·T_i (efficient), which holds because attention is linear in the values.
 
-Multi-head attention: T_i acts per head on that head's value slice (a block-diagonal d x d
-transform, N*H groups). With one head this is exactly the paper's N-group convolution; with H heads
-it keeps eq. 2 and eq. 3 exactly equal, since every head attends with its own weights.
+With H heads, head h reads query i's memory through its own value projection W_v^h:
+A_i^h·(M·T_i)·W_v^h = ((A_i^h·M)·T_i)·W_v^h, so the efficient form attends over the raw memory per head
+and then applies the full T_i and the head's value projection: every head sees the whole d x d
+transform, and the module has N·d·d weights whatever the number of heads.
 T_i starts as the identity, so QAMem begins as plain attention and learns to depart from it.
 """
 from __future__ import annotations
@@ -17,30 +18,26 @@ import torch
 from torch import nn
 
 
-class QueryAwareValueTransform(nn.Module):
-    """The per-query value transforms T_i of eqs. 2-3, applied in either form.
+class QueryAwareMemory(nn.Module):
+    """The per-query memory transforms T_i (and biases b_i) of eqs. 2-3: ``M_i = M·T_i + b_i``.
 
-    ``weight[i, h]`` is query i's transform of head h's value slice, i.e. the paper's 1x1 convolution
-    with N groups written as the block-diagonal matrix product it is; einsum computes it about 4x
-    faster than ``conv1d(groups=N*H)`` on CPU.
+    ``weight[i]`` is T_i as an (out, in) matrix: the N-group 1x1 convolution written as the batched
+    matrix product it is (einsum is several times faster than ``conv1d(groups=N)`` on CPU).
     """
 
-    def __init__(self, n_queries: int, d_model: int, nheads: int):
+    def __init__(self, n_queries: int, d_model: int):
         super().__init__()
-        self.n_queries, self.d_model, self.nheads = n_queries, d_model, nheads
-        self.head_dim = d_model // nheads
-        self.weight = nn.Parameter(torch.eye(self.head_dim).repeat(n_queries, nheads, 1, 1))   # (N, H, out, in)
-        self.bias = nn.Parameter(torch.zeros(n_queries, nheads, self.head_dim))
+        self.n_queries, self.d_model = n_queries, d_model
+        self.weight = nn.Parameter(torch.eye(d_model).repeat(n_queries, 1, 1))     # (N, out, in)
+        self.bias = nn.Parameter(torch.zeros(n_queries, d_model))
 
-    def efficient(self, attended: torch.Tensor) -> torch.Tensor:
-        """Eq. 3: ``attended`` (B, H, N, Dh) = A·V per head -> (A·V)·T_i, same shape."""
-        return torch.einsum("bhnc,nhdc->bhnd", attended, self.weight) + self.bias.transpose(0, 1)
+    def memories(self, memory: torch.Tensor) -> torch.Tensor:
+        """Eq. 2's N query-specific memories: ``memory`` (B, S, d) -> (B, N, S, d). The cost eq. 3 avoids."""
+        return torch.einsum("bsc,ndc->bnsd", memory, self.weight) + self.bias[None, :, None, :]
 
-    def naive(self, attention: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Eq. 2: N query-specific memories V·T_i, each attended by its own query.
+    def transform_attended(self, attended: torch.Tensor) -> torch.Tensor:
+        """Eq. 3: ``attended`` (B, H, N, d) = A_i^h·M per head and query -> (A_i^h·M)·T_i + b_i.
 
-        ``attention`` (B, H, N, S), ``values`` (B, H, S, Dh) -> (B, H, N, Dh). Materialises
-        N memories of size S x d: the cost that eq. 3 avoids.
+        The bias passes through unchanged because each row of A sums to one.
         """
-        memories = torch.einsum("bhsc,nhdc->bnhsd", values, self.weight) + self.bias[None, :, :, None, :]
-        return torch.einsum("bhns,bnhsd->bhnd", attention, memories)
+        return torch.einsum("bhnc,ndc->bhnd", attended, self.weight) + self.bias

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trans3dhead.models.qamem import QueryAwareValueTransform
+from trans3dhead.config import ModelConfig
+from trans3dhead.models.mqinit import MemoryQueryInit
+from trans3dhead.models.qamem import QueryAwareMemory
 
 
 def _feed_forward(d_model: int, dim_feedforward: int, dropout: float) -> nn.Sequential:
@@ -30,40 +32,52 @@ class EncoderLayer(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention; with ``qamem_queries`` set, QAMem (eq. 3) on the attended values.
+    """Multi-head attention; with a ``qamem`` module, the values come from QAMem's per-query memories.
 
-    Written out (rather than nn.MultiheadAttention) because QAMem acts between the attention and
-    the output projection, and the naive form of eq. 2 needs the attention weights.
+    Written out (rather than nn.MultiheadAttention) because QAMem acts between the memory and the value
+    projection (eqs. 2-3), and the naive form of eq. 2 needs the attention weights.
     """
 
-    def __init__(self, d_model: int, nheads: int, dropout: float, qamem_queries: int | None = None,
+    def __init__(self, d_model: int, nheads: int, dropout: float, qamem: QueryAwareMemory | None = None,
                  qamem_naive: bool = False):
         super().__init__()
         self.nheads, self.head_dim = nheads, d_model // nheads
         self.q_proj, self.k_proj, self.v_proj = (nn.Linear(d_model, d_model) for _ in range(3))
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
-        self.qamem = QueryAwareValueTransform(qamem_queries, d_model, nheads) if qamem_queries else None
+        self.qamem = qamem
         self.qamem_naive = qamem_naive
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.reshape(b, n, self.nheads, self.head_dim).transpose(1, 2)       # (B, H, n, Dh)
+        *lead, n, _ = x.shape
+        return x.reshape(*lead, n, self.nheads, self.head_dim).transpose(-3, -2)   # (..., H, n, Dh)
+
+    def _value_per_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Head h's value projection W_v^h of full-width inputs ``x`` (B, H, N, d) -> (B, H, N, Dh)."""
+        weight = self.v_proj.weight.reshape(self.nheads, self.head_dim, -1)           # (H, Dh, d)
+        return torch.einsum("bhnd,hed->bhne", x, weight) + self.v_proj.bias.reshape(self.nheads, 1, self.head_dim)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # The fused kernel in float32: on CPU it beats both the explicit product and its own
+        # bf16 path (whose backward is several times slower) at these sizes.
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            attended = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                      dropout_p=self.dropout if self.training else 0.0)
+        return attended.to(q.dtype)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
-        if self.qamem is not None and self.qamem_naive:
+        q, k = self._heads(self.q_proj(query)), self._heads(self.k_proj(key))
+        if self.qamem is None:
+            attended = self._attend(q, k, self._heads(self.v_proj(value)))
+        elif self.qamem_naive:       # eq. 2: N memories, each projected per head, each read by its query
+            values = self._heads(self.v_proj(self.qamem.memories(value)))              # (B, N, H, S, Dh)
             attention = torch.softmax(q @ k.transpose(-1, -2) * self.head_dim ** -0.5, dim=-1)
-            attended = self.qamem.naive(F.dropout(attention, self.dropout, self.training), v)
-        else:
-            # The fused kernel in float32: on CPU it beats both the explicit product and its own
-            # bf16 path (whose backward is several times slower) at these sizes.
-            with torch.autocast(device_type=q.device.type, enabled=False):
-                attended = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
-                                                          dropout_p=self.dropout if self.training else 0.0)
-            attended = attended.to(q.dtype)
-            if self.qamem is not None:
-                attended = self.qamem.efficient(attended)
+            attention = F.dropout(attention, self.dropout, self.training)              # (B, H, N, S)
+            attended = torch.einsum("bhns,bnhsd->bhnd", attention, values)
+        else:                        # eq. 3: attend over the raw memory, then T_i, then W_v^h
+            b, s, d = value.shape
+            raw = self._attend(q, k, value.unsqueeze(1).expand(b, self.nheads, s, d))   # (B, H, N, d)
+            attended = self._value_per_head(self.qamem.transform_attended(raw))
         b, _, n, _ = attended.shape
         return self.out_proj(attended.transpose(1, 2).reshape(b, n, -1))
 
@@ -72,10 +86,10 @@ class DecoderLayer(nn.Module):
     """Self-attention among queries, cross-attention to the memory (optionally QAMem), FFN."""
 
     def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float,
-                 qamem_queries: int | None = None):
+                 qamem: QueryAwareMemory | None = None):
         super().__init__()
         self.self_attn = Attention(d_model, nheads, dropout)
-        self.cross_attn = Attention(d_model, nheads, dropout, qamem_queries)
+        self.cross_attn = Attention(d_model, nheads, dropout, qamem)
         self.ffn = _feed_forward(d_model, dim_feedforward, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -90,17 +104,22 @@ class DecoderLayer(nn.Module):
 
 
 class DecoderBranch(nn.Module):
-    """A stack of decoder layers over one set of queries; returns every layer's output."""
+    """A stack of decoder layers over one set of queries; returns every layer's output.
 
-    def __init__(self, n_queries: int, n_layers: int, d_model: int, nheads: int, dim_feedforward: int,
-                 dropout: float, qamem: bool, mqinit: nn.Module | None):
+    ``branch`` ("landmark" or "3dmm") is where the config's QAMem and MQinit placements are read.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_queries: int, branch: str):
         super().__init__()
         self.n_queries = n_queries
-        self.query_pos = nn.Embedding(n_queries, d_model)
-        self.mqinit = mqinit        # None: DETR's zero-initialised queries
+        self.query_pos = nn.Embedding(n_queries, cfg.d_model)
+        # None: DETR's zero-initialised queries
+        self.mqinit = MemoryQueryInit(n_queries, cfg.d_model) if cfg.in_branch(cfg.mqinit, branch) else None
+        qamem = cfg.in_branch(cfg.qamem, branch)
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, nheads, dim_feedforward, dropout, n_queries if qamem else None)
-            for _ in range(n_layers))
+            DecoderLayer(cfg.d_model, cfg.nheads, cfg.dim_feedforward, cfg.dropout,
+                         QueryAwareMemory(n_queries, cfg.d_model) if qamem else None)
+            for _ in range(cfg.decoder_layers))
 
     def forward(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> list[torch.Tensor]:
         batch = memory.shape[0]
