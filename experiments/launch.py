@@ -81,7 +81,7 @@ class RunJob:
             trained_by_this_job = summary["epochs_trained"] > 0 or not already_trained
             store.update_meta(out, status="done", device=summary["device"], amp=summary["amp"],
                               train_wall_s=round(summary["wall_s"], 1), epochs=summary["epochs"],
-                              best_val_nme=summary["best_val_nme"],
+                              best_val_nme=summary["best_val_nme"], **({"trunk": summary["trunk"]} if summary.get("trunk") else {}),
                               **({**training, "finished": _now(), "date": _now()[:10]} if trained_by_this_job else {}))
         except Exception as err:
             store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",

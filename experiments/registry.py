@@ -152,7 +152,7 @@ def _inherit_profiles(profiles: dict) -> dict:
 
 
 def run_id_of(config: RunConfig) -> str:
-    identity = config.to_dict()
+    identity = config.identity()
     for section, keys in EXECUTION_ONLY.items():
         for key in keys:
             identity[section].pop(key, None)

@@ -14,12 +14,19 @@ from typing import Any, Mapping
 PLACEMENTS = ("none", "landmark", "both")
 MEAN_FACE_MODES = ("fixed", "learnable_average", "learnable_random", "none")
 POSE_INITS = ("none", "mean_face")
+TRUNK_INITS = ("random", "synthheads-rotation")
 ARCHS = ("trans3dhead", "dad3dnet")
 BENCHMARKS = ("synthheads", "dad3dheads")
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and the fix."""
+
+
+def introduced(default: Any) -> Any:
+    """A field added after results were committed, whose default is the behaviour from before it existed:
+    at that default it is left out of the run id (``RunConfig.identity``), so adding it retires no result."""
+    return field(default=default, metadata={"introduced": True})
 
 
 def switch(default: Any, *, default_factory: Any = dataclasses.MISSING) -> Any:
@@ -40,6 +47,8 @@ class ModelConfig:
     backbone: str = "resnet50"               # any torchvision resnet name
     backbone_stride: int = 32                # 32: full trunk; 16 / 8: cut after layer3 / layer2 (small profiles)
     pretrained: bool = False                 # ImageNet weights via torchvision's weights API
+    # random | synthheads-rotation: the trunk pretrained once per data set (trans3dhead/engine/pretrain.py)
+    trunk_init: str = introduced("random")
     d_model: int = 256
     nheads: int = 8
     dim_feedforward: int = 1024
@@ -74,6 +83,9 @@ class ModelConfig:
         _check_choice("model.mqinit", self.mqinit, PLACEMENTS)
         _check_choice("model.mean_face", self.mean_face, MEAN_FACE_MODES)
         _check_choice("model.pose_init", self.pose_init, POSE_INITS)
+        _check_choice("model.trunk_init", self.trunk_init, TRUNK_INITS)
+        if self.pretrained and self.trunk_init != "random":
+            raise ConfigError("model.pretrained (ImageNet) and model.trunk_init both initialise the trunk; set one")
         _check_choice("model.backbone_stride", self.backbone_stride, (8, 16, 32))
         if not 0 <= self.encoder_layers <= 6:
             raise ConfigError(f"model.encoder_layers={self.encoder_layers}: use 0..6 (the paper uses 0-3)")
@@ -173,6 +185,15 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What a run id hashes: the config less the ``introduced`` fields that hold their default."""
+        identity = self.to_dict()
+        for section in fields(self):
+            for f in fields(getattr(self, section.name)):
+                if f.metadata.get("introduced") and identity[section.name][f.name] == f.default:
+                    del identity[section.name][f.name]
+        return identity
 
     @classmethod
     def ablation_switches(cls) -> dict[str, set[str]]:

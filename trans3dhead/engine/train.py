@@ -20,6 +20,7 @@ from trans3dhead.config import RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
 from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
 from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
+from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
 from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
 from trans3dhead.engine.schedule import build_optimizer, build_scheduler
 from trans3dhead.flame.topology import load_topology
@@ -38,6 +39,17 @@ def _write_curve(rows: list[dict], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pd.DataFrame(rows).to_csv(tmp, index=False)
     tmp.replace(path)
+
+
+def pretrained_trunk(cfg: RunConfig, device: torch.device) -> dict | None:
+    """Where the run's trunk comes from (``model.trunk_init``), pretraining it first if it is not cached:
+    ``{"init", "path", "rotation_accuracy", "pretrain_wall_s"}``, or None for a random trunk."""
+    if cfg.model.trunk_init == "random":
+        return None
+    path = ensure_trunk(cfg.model, cfg.data, device=str(device))
+    cached = load_trunk(path)
+    return {"init": cfg.model.trunk_init, "path": str(path), "rotation_accuracy": round(cached["accuracy"], 4),
+            "pretrain_wall_s": cached["wall_s"]}
 
 
 @torch.no_grad()
@@ -73,7 +85,9 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     resume = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
     mean_face = resume["mean_face"] if resume else torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
 
-    model = build_model(cfg.model, flame_dir, mean_face).to(device)
+    trunk = resume.get("trunk") if resume else pretrained_trunk(cfg, device)
+    model = build_model(cfg.model, flame_dir, mean_face,
+                        trunk_state=None if resume or trunk is None else load_trunk(trunk["path"])["state_dict"]).to(device)
     loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
     optimizer = build_optimizer(model, tc)
     steps_per_epoch = len(train_set) // tc.batch_size
@@ -138,7 +152,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
                      "curve": curve, "best_val_nme": best, "wall_s": wall, "config": cfg.to_dict(),
-                     "mean_face": mean_face, "device": str(device), "bf16": bf16}, ckpt_path)
+                     "mean_face": mean_face, "device": str(device), "bf16": bf16, "trunk": trunk}, ckpt_path)
         _write_curve(curve, workdir / CURVE)
         if progress:
             progress(row)
@@ -155,4 +169,4 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
             "amp": "bf16" if final.get("bf16", bf16) else "fp32", "best_val_nme": final["best_val_nme"],
             "final_val_nme": final["curve"][-1]["val_nme"], "checkpoint": str(ckpt_path),
             "train_images_per_s": images_seen / elapsed if elapsed > 0 else float("nan"),
-            "finished": final["epoch"] >= tc.epochs}
+            "finished": final["epoch"] >= tc.epochs, "trunk": final.get("trunk")}

@@ -37,6 +37,13 @@ def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int
     return nn.ModuleList([stem, net.layer2, net.layer3, net.layer4]), _STAGE_CHANNELS[name]
 
 
+def trunk_body(name: str, stride: int, pretrained: bool) -> tuple[nn.Sequential, int]:
+    """The ResNet's stages up to ``stride`` (8, 16 or 32) and the channels of the last one."""
+    stages, channels = resnet_stages(name, pretrained)
+    n_stages = _STAGES_FOR_STRIDE[stride]
+    return nn.Sequential(*stages[:n_stages]), channels[n_stages - 1]
+
+
 class Backbone(nn.Module):
     """ResNet trunk cut at ``stride`` (8, 16 or 32), projected to ``d_model`` channels by a 1x1 conv.
 
@@ -46,10 +53,8 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str, stride: int, d_model: int, pretrained: bool = False):
         super().__init__()
-        stages, channels = resnet_stages(name, pretrained)
-        n_stages = _STAGES_FOR_STRIDE[stride]
-        self.body = nn.Sequential(*stages[:n_stages])
-        self.input_proj = nn.Conv2d(channels[n_stages - 1], d_model, kernel_size=1)
+        self.body, channels = trunk_body(name, stride, pretrained)
+        self.input_proj = nn.Conv2d(channels, d_model, kernel_size=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.input_proj(self.body(images))

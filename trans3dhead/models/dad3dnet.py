@@ -34,9 +34,13 @@ class DAD3DNet(nn.Module):
         self.landmark_head = _mlp_head(channels[3], head_hidden, N_LANDMARKS * 2)
         self.register_buffer("pose_offset", pose_offset(pose_init, flame, mean_face))
 
-    def trunk_parameters(self) -> Iterator[nn.Parameter]:
+    @property
+    def trunk(self) -> nn.Module:
         """The ResNet stages (ImageNet-initialised; lr x0.1 under the paper's recipe, as for Trans3DHead)."""
-        return self.stages.parameters()
+        return self.stages
+
+    def trunk_parameters(self) -> Iterator[nn.Parameter]:
+        return self.trunk.parameters()
 
     def forward(self, images: torch.Tensor) -> dict[str, object]:
         s1 = self.stages[0](images)

@@ -34,10 +34,14 @@ class Trans3DHead(nn.Module):
             self.landmark_branch = DecoderBranch(cfg, N_LANDMARKS, "landmark")
             self.marr = AdditiveResidualRegression(cfg.d_model, cfg.decoder_layers, mean_face, cfg.mean_face)
 
+    @property
+    def trunk(self) -> nn.Module:
+        """The ResNet (ImageNet-initialised in the paper; its lr is x0.1). The 1x1 input projection is
+        new, so it trains with the transformer (docs/fidelity.md)."""
+        return self.backbone.body
+
     def trunk_parameters(self) -> Iterator[nn.Parameter]:
-        """The ResNet's parameters (ImageNet-initialised in the paper; its lr is x0.1). The 1x1 input
-        projection is new, so it trains with the transformer (docs/fidelity.md)."""
-        return self.backbone.body.parameters()
+        return self.trunk.parameters()
 
     def forward(self, images: torch.Tensor) -> dict[str, object]:
         features = self.backbone(images)                                  # (B, d, h, w)
