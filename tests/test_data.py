@@ -105,6 +105,37 @@ def test_mean_face_and_aflw(synth_root):
     assert item["euler"].shape == (3,) and item["image"].shape == (3, 64, 64)
 
 
+def test_synth_aflw_gt_angles_equal_what_the_evaluation_computes_from_the_true_rotation(synth_root):
+    """Pose_Para is written from the head's true rotation in 3DDFA's convention: the GT angles the reader
+    gives (Pose_Para[:3] in degrees) equal those the AFLW evaluation derives from a perfect prediction
+    (the true image-space rotation), and the written weak perspective (s, t) lands near the exact pixels."""
+    import scipy.io
+    from trans3dhead.data.synth.generate import aflw_scene
+    from trans3dhead.engine.evaluate import aflw_predicted_euler
+    from trans3dhead.flame.decoder import FlameDecoder
+    from trans3dhead.geometry import rotation_from_aflw_pose, rotation_from_model_view
+    flame = synth_root / "flame"
+    decoder, regions = FlameDecoder(flame, 413), np.load(flame / "synthheads_regions.npy")
+    topo = load_topology(flame)
+    aflw = AFLW2000Dataset(synth_root / "aflw2000", 64)
+    gt = {item_id: ann["euler"] for item_id, ann in aflw.items}
+    for index in range(3):
+        scene = aflw_scene(decoder, regions, index, 96, seed=3)          # conftest: image_size 96, seed 3
+        mat = scipy.io.loadmat(synth_root / "aflw2000" / f"image{index:05d}.mat")
+        pose = mat["Pose_Para"].reshape(-1)
+        predicted = aflw_predicted_euler(rotation_from_model_view(scene.model_view)[None])[0]
+        assert np.allclose(np.rad2deg(pose[:3]), predicted, atol=1e-6)
+        assert np.allclose(predicted, scene.euler, atol=1e-6)             # the sampled pose (|yaw| <= 90)
+        if f"image{index:05d}" in gt:
+            assert np.allclose(gt[f"image{index:05d}"], predicted, atol=1e-6)
+        lmk = topo.landmarks_68(scene.vertices)
+        weak = pose[6] * lmk @ rotation_from_aflw_pose(*pose[:3]).T + pose[3:6]
+        weak_px = np.stack([weak[:, 0], 96 - weak[:, 1]], axis=-1)         # 3DDFA: y up, row = H - y
+        box = np.ptp(mat["pt3d_68"][:2], axis=1).max()
+        assert np.abs(weak_px - mat["pt3d_68"][:2].T).max() < 0.15 * box
+    assert set(gt) <= {p.stem for p in (synth_root / "aflw2000").glob("*.mat")}
+
+
 def test_bad_input_names_the_file(synth_root, tmp_path):
     import shutil
     split = tmp_path / "dad3dheads" / "val"

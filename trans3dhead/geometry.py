@@ -13,6 +13,9 @@ Conventions (facts sections 1-3):
   returned as ``(pitch, yaw, roll)``.
 * original pixels: ``(P @ MV @ [v, 1])[:2] / w``, then ``y = H - y``.
 * weak perspective into the crop: ``v' = R v * max(s + 1, 1e-8) + [tx, ty, 0]``.
+* AFLW2000-3D ``Pose_Para[:3]`` (3DDFA convention, radians): ``R_aflw = Rx(pitch) Ry(yaw) Rz(roll)``
+  acting on column vectors in 3DDFA's camera frame (x right, y up, z towards the viewer, i.e. the OpenGL
+  camera frame), so ``R_image = diag(1, -1, -1) @ R_aflw``; see :func:`rotation_from_aflw_pose`.
 """
 from __future__ import annotations
 
@@ -181,3 +184,83 @@ def weak_perspective(vertices: torch.Tensor, rotation: torch.Tensor, translation
     rotated = vertices @ rotation.transpose(-1, -2)
     shift = torch.cat([translation[..., :2], torch.zeros_like(translation[..., :1])], dim=-1)
     return rotated * factor + shift[:, None, :]
+
+
+# --------------------------------------------------------------------------------------------------
+# AFLW2000-3D / 300W-LP pose (the 3DDFA convention)
+#
+# Source (convention re-derived, no code copied): YadiraF/face3d, face3d/mesh/transform.py,
+# ``angle2matrix_3ddfa`` ("the same as in 3DDFA"): angles (x = pitch, y = yaw, z = roll) in radians,
+#   Rx = [[1, 0, 0], [0, cos x, sin x], [0, -sin x, cos x]]
+#   Ry = [[cos y, 0, -sin y], [0, 1, 0], [sin y, 0, cos y]]
+#   Rz = [[cos z, sin z, 0], [-sin z, cos z, 0], [0, 0, 1]]
+#   R  = Rx @ Ry @ Rz        (each factor is the transpose of the right-handed elementary rotation)
+# applied as ``v' = s * R @ v + t3d`` (face3d ``similarity_transform``; ``transform_3ddfa``), with the
+# image row then ``h - y'`` (face3d examples/8_generate_posmap_300WLP.py reads ``Pose_Para`` this way:
+# angles = Pose_Para[:3], t3d = Pose_Para[3:6], s = Pose_Para[6]). So 3DDFA's frame has x right, y up
+# and z towards the viewer (the OpenGL camera frame of ``MV``), and the model frame (BFM, like FLAME)
+# has y up and the face towards +z: ``R_aflw`` plays the role of ``MV[:3, :3]`` and
+# ``R_image = diag(1, -1, -1) @ R_aflw``.
+# Sign consequences (tested): positive yaw turns the nose towards image -x (the subject's right),
+# positive pitch raises the nose (towards image -y, looking up), positive roll tips the crown towards
+# image +x.
+# Protocol (Hopenet / FSA-Net / 6DRepNet, e.g. shamangary/FSA-Net data/type1/TYY_create_db_type1.py,
+# thohemp/6DRepNet sixdrepnet/test.py): GT degrees = Pose_Para[:3] * 180 / pi, compared angle by angle
+# with the prediction's (pitch, yaw, roll); samples with any |angle| > 99 degrees are dropped (1969 of
+# 2000 remain). These angles coincide with the DAD-3DHeads ``calculate_rpy`` angles of ``R_image``
+# (:func:`euler_from_rotation_np`) wherever |yaw| < 90 degrees; both decompositions return
+# |yaw| <= 90, the other branch of a rotation is not recovered.
+# --------------------------------------------------------------------------------------------------
+
+AFLW_TO_IMAGE = np.diag([1.0, -1.0, -1.0])      # R_image = AFLW_TO_IMAGE @ R_aflw (its own inverse)
+
+
+def rotation_from_aflw_pose(pitch, yaw, roll) -> np.ndarray:
+    """AFLW2000-3D ``Pose_Para[:3]`` (radians) -> ``R_aflw = Rx(pitch) @ Ry(yaw) @ Rz(roll)`` (3DDFA).
+
+    Scalars or broadcastable arrays; returns ``(..., 3, 3)`` float64. Frame and citation: the block
+    comment above (face3d ``angle2matrix_3ddfa``). ``R_image = AFLW_TO_IMAGE @ R_aflw``.
+    """
+    p, y, r = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (pitch, yaw, roll)))
+    zero, one = np.zeros_like(p), np.ones_like(p)
+
+    def matrix(rows):
+        return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+
+    rx = matrix([[one, zero, zero], [zero, np.cos(p), np.sin(p)], [zero, -np.sin(p), np.cos(p)]])
+    ry = matrix([[np.cos(y), zero, -np.sin(y)], [zero, one, zero], [np.sin(y), zero, np.cos(y)]])
+    rz = matrix([[np.cos(r), np.sin(r), zero], [-np.sin(r), np.cos(r), zero], [zero, zero, one]])
+    return rx @ ry @ rz
+
+
+def aflw_pose_from_rotation(rotation: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rotation_from_aflw_pose`: ``(..., 3, 3)`` -> ``(..., 3)`` (pitch, yaw, roll), radians.
+
+    From ``R = Rx(p) Ry(y) Rz(r)``: ``R[0] = [cos y cos r, cos y sin r, -sin y]`` and
+    ``R[:, 2] = [-sin y, sin p cos y, cos p cos y]``, so ``yaw = atan2(-R02, hypot(R00, R01))`` in
+    [-pi/2, pi/2], ``pitch = atan2(R12, R22)``, ``roll = atan2(R01, R00)``. At gimbal lock
+    (|yaw| = pi/2) only ``pitch -/+ roll`` is defined: roll is set to 0 and
+    ``pitch = atan2(sin(yaw) * R10, R11)``.
+    """
+    m = np.asarray(rotation, dtype=np.float64)
+    cos_yaw = np.hypot(m[..., 0, 0], m[..., 0, 1])
+    yaw = np.arctan2(-m[..., 0, 2], cos_yaw)
+    locked = cos_yaw < 1e-9
+    pitch = np.where(locked, np.arctan2(np.sign(-m[..., 0, 2]) * m[..., 1, 0], m[..., 1, 1]),
+                     np.arctan2(m[..., 1, 2], m[..., 2, 2]))
+    roll = np.where(locked, 0.0, np.arctan2(m[..., 0, 1], m[..., 0, 0]))
+    return np.stack([pitch, yaw, roll], axis=-1)
+
+
+def image_rotation_from_aflw_pose(pose: np.ndarray) -> np.ndarray:
+    """``(..., >=3)`` Pose_Para (radians; only the first three values are read) -> ``R_image (..., 3, 3)``."""
+    pose = np.asarray(pose, dtype=np.float64)
+    return AFLW_TO_IMAGE @ rotation_from_aflw_pose(pose[..., 0], pose[..., 1], pose[..., 2])
+
+
+def aflw_euler_from_image_rotation(rotation_image: np.ndarray) -> np.ndarray:
+    """The angles the AFLW2000-3D protocol compares, from an image-space rotation (a prediction):
+    ``(..., 3, 3)`` -> ``(..., 3)`` (pitch, yaw, roll) in degrees, i.e. ``Pose_Para[:3] * 180 / pi`` of
+    the same head. ``R_aflw = AFLW_TO_IMAGE @ R_image``, then :func:`aflw_pose_from_rotation`."""
+    rotation_aflw = AFLW_TO_IMAGE @ np.asarray(rotation_image, dtype=np.float64)
+    return np.rad2deg(aflw_pose_from_rotation(rotation_aflw))

@@ -1,4 +1,9 @@
-"""AFLW2000-3D reader (facts section 6): pose evaluation on samples with all |angles| <= 99 deg."""
+"""AFLW2000-3D reader (facts section 6): pose evaluation on samples with all |angles| <= 99 deg.
+
+``Pose_Para`` = [pitch, yaw, roll (radians, 3DDFA convention: ``geometry.rotation_from_aflw_pose``), tx, ty,
+tz, s]. The protocol's GT is ``Pose_Para[:3] * 180 / pi`` as stored (no re-decomposition), and a sample
+is kept only if all three are within +-99 degrees (Hopenet / FSA-Net / 6DRepNet; cited in geometry.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +29,12 @@ def _read_mat(path: Path) -> dict:
         raise DatasetError(f"AFLW2000-3D annotation {path} is unreadable or lacks Pose_Para/pt3d_68 ({err})") from err
     if pose.size < 3 or pt3d.shape != (3, 68):
         raise DatasetError(f"{path}: Pose_Para {pose.shape} / pt3d_68 {pt3d.shape}; expected 1x7 and 3x68")
-    return {"euler": np.rad2deg(pose[:3]), "landmarks": pt3d[:2].T}
+    return {"euler": protocol_euler(pose), "landmarks": pt3d[:2].T}
+
+
+def protocol_euler(pose_para: np.ndarray) -> np.ndarray:
+    """The GT angles the AFLW2000-3D protocol compares: (pitch, yaw, roll) degrees = ``Pose_Para[:3] * 180 / pi``."""
+    return np.rad2deg(np.asarray(pose_para, dtype=np.float64).reshape(-1)[:3])
 
 
 class AFLW2000Dataset(Dataset):

@@ -16,11 +16,15 @@ from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.synth.generate import generate
 
 MARKER = "COMPLETE"
+# Part of the cache key: bump it whenever the generator's output changes, so stale cached sets are redone.
+# 2: AFLW2000 Pose_Para written from the true rotation in the 3DDFA convention (angles, weak-perspective
+#    t and s) and pt3d_68 z in 3DDFA's frame.
+GENERATOR_VERSION = 2
 
 
 def synth_params(cfg: DataConfig) -> dict:
     return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "aflw": cfg.n_aflw,
-            "image_size": cfg.render_size, "seed": cfg.synth_seed, "version": 1}
+            "image_size": cfg.render_size, "seed": cfg.synth_seed, "version": GENERATOR_VERSION}
 
 
 def synth_dir(cfg: DataConfig) -> Path:

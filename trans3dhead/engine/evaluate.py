@@ -18,7 +18,7 @@ from trans3dhead.engine.checkpoint import load_checkpoint
 from trans3dhead.engine.efficiency import measure
 from trans3dhead.engine.runtime import select_device
 from trans3dhead.flame.topology import load_topology
-from trans3dhead.geometry import euler_from_rotation_np
+from trans3dhead.geometry import aflw_euler_from_image_rotation
 from trans3dhead.models import build_model
 
 
@@ -63,6 +63,12 @@ def _marr_arrays(out: dict, batch: dict, image_size: int) -> tuple[np.ndarray, n
     return residuals.numpy(), landmarks.numpy()
 
 
+def aflw_predicted_euler(rotation_image: np.ndarray) -> np.ndarray:
+    """The (pitch, yaw, roll) degrees compared with AFLW2000-3D's ``Pose_Para[:3] * 180 / pi``: the predicted
+    image-space rotation ``(B, 3, 3)`` taken into 3DDFA's frame (``geometry.aflw_euler_from_image_rotation``)."""
+    return aflw_euler_from_image_rotation(rotation_image)
+
+
 @torch.no_grad()
 def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: DataConfig | None = None,
              batch_size: int = 32, efficiency: bool = False, device: str = "auto") -> EvalResult:
@@ -79,7 +85,7 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: Data
         predictions.update(_submission_entries(out, batch, size))
         ids.extend(batch["item_id"])
         if dataset == "aflw2000":
-            eulers.append((euler_from_rotation_np(out["rotation"].float().cpu().numpy()), batch["euler"].numpy()))
+            eulers.append((aflw_predicted_euler(out["rotation"].float().cpu().numpy()), batch["euler"].numpy()))
         marr = _marr_arrays(out, batch, size)
         if marr is not None:
             marr_parts.append(marr)

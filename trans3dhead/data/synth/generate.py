@@ -25,7 +25,7 @@ from trans3dhead.data.synth.scene import Scene, sample_scene
 from trans3dhead.flame.assets import write_assets
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.flame.topology import load_topology
-from trans3dhead.geometry import project_official
+from trans3dhead.geometry import AFLW_TO_IMAGE, aflw_pose_from_rotation, project_official, rotation_from_model_view
 
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "aflw": 4}
 
@@ -72,19 +72,41 @@ def _dad_item(task: tuple) -> dict:
             "bbox": _bbox(pixels), "attributes": _attributes(scene)}
 
 
+def aflw_scene(decoder: FlameDecoder, regions: np.ndarray, index: int, size: int, seed: int) -> Scene:
+    """The scene behind AFLW2000 item ``index`` (its own random stream, as every SynthHeads image)."""
+    return sample_scene(decoder, regions, size, np.random.default_rng([seed, SPLIT_CODES["aflw"], index]))
+
+
+def aflw_annotation(scene: Scene, landmarks: np.ndarray) -> dict:
+    """The AFLW2000-3D ``.mat`` fields of a scene, in the real (3DDFA) convention (geometry.py cites it).
+
+    ``Pose_Para`` 1x7 = [pitch, yaw, roll, tx, ty, tz, s]: the angles (radians) decompose the head's true
+    rotation ``R_aflw = AFLW_TO_IMAGE @ R_image = Rx(pitch) Ry(yaw) Rz(roll)``; ``s`` and ``t`` are 3DDFA's
+    weak perspective ``s * R_aflw @ v + t`` (x right, y up in pixels; image row = H - y) fitted to our
+    pinhole at the model origin's depth (``tz = 0``). ``pt3d_68`` 3x68: the exact pixels (x, row) of the
+    68 landmarks and, as 3DDFA, ``z = s * (R_aflw @ v)_z`` (pixels, growing towards the viewer);
+    ``pt2d`` 2x21: the first 21 of those pixels (no AFLW 21-point semantics).
+    """
+    size = scene.image.shape[0]
+    rotation_aflw = AFLW_TO_IMAGE @ rotation_from_model_view(scene.model_view)
+    angles = aflw_pose_from_rotation(rotation_aflw)
+    focal, centre = scene.projection[0, 0], -scene.projection[0, 2]
+    translation = scene.model_view[:3, 3]
+    scale = focal / -translation[2]
+    t3d = np.array([centre + scale * translation[0], centre + scale * translation[1], 0.0])
+    pixels = project_official(landmarks, scene.model_view, scene.projection, size)
+    depth = scale * (landmarks @ rotation_aflw.T)[:, 2]
+    pose = np.concatenate([angles, t3d, [scale]])[None]
+    return {"Pose_Para": pose, "pt3d_68": np.stack([pixels[:, 0], pixels[:, 1], depth]), "pt2d": pixels[:21].T}
+
+
 def _aflw_item(task: tuple) -> None:
-    """AFLW2000-3D format: ``<id>.jpg`` + ``<id>.mat`` with Pose_Para [pitch, yaw, roll, tx, ty, tz, s]
-    (radians, our official Euler convention), pt3d_68 (3 x 68: x, y pixels, z) and pt2d (2 x 21)."""
+    """AFLW2000-3D format: ``<id>.jpg`` + ``<id>.mat`` (:func:`aflw_annotation`)."""
     folder, index, size, seed = task
-    scene = sample_scene(_WORKER["decoder"], _WORKER["regions"], size, np.random.default_rng([seed, SPLIT_CODES["aflw"], index]))
+    scene = aflw_scene(_WORKER["decoder"], _WORKER["regions"], index, size, seed)
     item_id = f"image{index:05d}"
     Image.fromarray(scene.image).save(folder / f"{item_id}.jpg", quality=95)
-    landmarks = _WORKER["topology"].landmarks_68(scene.vertices)
-    pixels = project_official(landmarks, scene.model_view, scene.projection, size)
-    camera = landmarks @ scene.model_view[:3, :3].T + scene.model_view[:3, 3]
-    pt3d = np.stack([pixels[:, 0], pixels[:, 1], camera[:, 2]])
-    pose = np.concatenate([np.deg2rad(scene.euler), scene.model_view[:3, 3], [1.0]])[None]
-    _save_mat(folder / f"{item_id}.mat", {"Pose_Para": pose, "pt3d_68": pt3d, "pt2d": pixels[:21].T})
+    _save_mat(folder / f"{item_id}.mat", aflw_annotation(scene, _WORKER["topology"].landmarks_68(scene.vertices)))
 
 
 def _save_mat(path: Path, arrays: dict) -> None:
