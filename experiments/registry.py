@@ -14,13 +14,13 @@ from pathlib import Path
 import yaml
 
 from trans3dhead.config import ConfigError, RunConfig, did_you_mean
-from trans3dhead.metrics import METRIC_DIRECTIONS
+from trans3dhead.metrics import METRICS
 
 REGISTRY_DIR = Path(__file__).parent / "registry"
 DEFAULT_PROFILE = "cpu"          # the embedded benchmark on a 2-core laptop
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
 PROFILE_KEYS = {"base", "description", "benchmark_note", "model", "data", "train"}
-TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps"}
+TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures"}
 ROW_KEYS = {"label", "variant", "paper"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
 CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
@@ -29,6 +29,9 @@ CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task",
 # The list is declared once, on the config fields themselves (trans3dhead.config.switch).
 ABLATION_SWITCHES = RunConfig.ablation_switches()
 EXTRA_METRICS = {"fps"}          # paper-only columns
+# The figures a table's report may draw (its `figures:` key), by kind: a table's figures summarise the
+# whole table, a figure's are drawn per row (the report package maps each name to its section).
+FIGURES = {"table": ("deltas", "curves"), "figure": ("marr_layers", "residual_histogram")}
 # How a run is executed, not what it computes: left out of the run id, so that a machine with more
 # loader workers or less RAM reuses the same results.
 EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory")}
@@ -36,6 +39,11 @@ EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory")}
 
 class RegistryError(ValueError):
     """A registry file is wrong; the message names the file, the entry and the fix."""
+
+
+def ablation_switch(section: str, key: str) -> bool:
+    """Is ``section.key`` one of the paper's ablation switches (which only a variant may set)?"""
+    return key in ABLATION_SWITCHES.get(section, ())
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class TableSpec:
     efficiency: bool
     sections: tuple[Section, ...]
     steps: tuple[Step, ...]
+    figures: tuple[str, ...] = ()
 
     @property
     def rows(self) -> list[Row]:
@@ -176,19 +185,25 @@ class Registry:
             merged = deep_merge(merged, entry)
         return merged
 
-    def resolve(self, variant: str, profile: str, seed: int = 0) -> ResolvedRun:
+    def resolve(self, variant: str, profile: str, seed: int = 0, overrides: tuple = ()) -> ResolvedRun:
+        """``variant`` under ``profile``, then the command line's ``overrides`` (``experiments.overrides``):
+        a frozen config and its run id (the overrides change the config, hence the id)."""
         if profile not in self.profiles:
             did = did_you_mean(profile, self.profiles)
             raise RegistryError(f"unknown profile '{profile}'{did} (valid: {sorted(self.profiles)})")
         prof = {k: v for k, v in self.profiles[profile].items() if k in ("model", "data", "train")}
-        raw = deep_merge(deep_merge(self.variant_dict(variant), prof), {"train": {"seed": seed}})
+        raw = deep_merge(self.variant_dict(variant), prof)
+        for override in overrides:
+            raw = deep_merge(raw, override.as_dict())
+        raw = deep_merge(raw, {"train": {"seed": seed}})
         try:
             config = RunConfig.from_dict(raw)
         except ConfigError as err:
-            raise RegistryError(f"variant '{variant}' with profile '{profile}': {err}") from err
+            with_set = "".join(f" --set {o.text}" for o in overrides)
+            raise RegistryError(f"variant '{variant}' with profile '{profile}'{with_set}: {err}") from err
         return ResolvedRun(run_id_of(config), variant, profile, seed, config)
 
-    def plan(self, target: str, profile: str, seeds: int = 1) -> list[ResolvedRun]:
+    def plan(self, target: str, profile: str, seeds: int = 1, overrides: tuple = ()) -> list[ResolvedRun]:
         """The runs ``target`` (a table, a figure or 'all') needs, one per distinct config."""
         names = list(self.tables) if target == "all" else [target]
         runs: dict[str, ResolvedRun] = {}
@@ -198,7 +213,7 @@ class Registry:
                 if row.variant is None:
                     continue
                 for seed in range(seeds):
-                    run = self.resolve(row.variant, profile, seed)
+                    run = self.resolve(row.variant, profile, seed, overrides)
                     known = runs.get(run.run_id, run)
                     evaluations = tuple(dict.fromkeys(known.evaluations + ((spec.dataset, spec.split),)))
                     variants = tuple(dict.fromkeys(known.variants + (row.variant,)))
@@ -233,8 +248,8 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
         raise RegistryError(f"{where}: dataset '{raw['dataset']}' must be dad3dheads or aflw2000")
     metrics = tuple(raw.get("metrics") or ())
     for metric in metrics:
-        if metric not in METRIC_DIRECTIONS:
-            raise RegistryError(f"{where}: unknown metric '{metric}' (valid: {sorted(METRIC_DIRECTIONS)})")
+        if metric not in METRICS:
+            raise RegistryError(f"{where}: unknown metric '{metric}' (valid: {sorted(METRICS)})")
     sections = []
     for section in raw["sections"]:
         rows = []
@@ -259,17 +274,23 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
             if step.get(end) not in labels:
                 raise RegistryError(f"{where}: step {end} '{step.get(end)}' is not a row label ({labels})")
         steps.append(Step(step["from"], step["to"], tuple(step.get("metrics") or metrics), str(step.get("claim", ""))))
+    figures = tuple(raw.get("figures") or ())
+    for figure in figures:
+        if figure not in FIGURES[raw["kind"]]:
+            did = did_you_mean(figure, FIGURES[raw["kind"]])
+            raise RegistryError(f"{where}: unknown figure '{figure}' for a {raw['kind']}{did} "
+                                f"(valid: {list(FIGURES[raw['kind']])})")
     return TableSpec(name, str(raw["title"]), raw["kind"], raw["dataset"], str(raw["split"]), metrics,
-                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps))
+                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps), figures)
 
 
 def _check_profile(name: str, raw: dict) -> None:
     where = f"profiles.yaml: {name}"
     if not isinstance(raw, dict):
         raise RegistryError(f"{where}: expected a mapping")
-    for group, keys in ABLATION_SWITCHES.items():
+    for group in ABLATION_SWITCHES:
         for key in raw.get(group) or {}:
-            if key in keys:
+            if ablation_switch(group, key):
                 raise RegistryError(f"{where}: a profile may not change the ablation switch '{group}.{key}'; "
                                     "set it in a variant (variants.yaml) instead")
     _unknown(raw, PROFILE_KEYS, where)

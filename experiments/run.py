@@ -1,7 +1,7 @@
 """``python -m experiments.run``: plan, train, evaluate and report the paper's tables and figures.
 
     python -m experiments.run table3 [--profile cpu] [--executor local|slurm|debug] [--cluster FILE]
-                                     [--seeds K] [--force] [--dry-run]
+                                     [--seeds K] [--force] [--dry-run] [--set SECTION.KEY=VALUE ...]
     python -m experiments.run all | list | status [TABLE] | report [TABLE] [--check]
 
 Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad input (nothing submitted).
@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from experiments import launch, store
+from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.config import ConfigError, did_you_mean
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated variants: run just their rows of the table; the report "
                                        "shows the other rows as missing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override a config value for every run (YAML value; repeatable), e.g. "
+                             "--set train.epochs=16; part of the run id; not an ablation switch")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")
     parser.add_argument("--registry", type=Path, help=argparse.SUPPRESS)
@@ -78,7 +82,7 @@ def cmd_list(registry) -> int:
 
 
 def cmd_status(registry, args) -> int:
-    runs = registry.plan(args.table or "all", args.profile, args.seeds)
+    runs = registry.plan(args.table or "all", args.profile, args.seeds, args.overrides)
     counts: dict[str, int] = {}
     for run in runs:
         path = store.run_dir(args.results, args.profile, run.run_id)
@@ -98,12 +102,12 @@ def cmd_report(registry, args) -> int:
     for table in tables:
         registry.table(table)
     if args.check:
-        problems = report.check_reports(registry, args.profile, args.results, args.reports)
+        problems = report.check_reports(registry, args.profile, args.results, args.reports, args.overrides)
         for problem in problems:
             print(f"report check: {problem}", file=sys.stderr)
         print("reports reproduce byte for byte" if not problems else f"{len(problems)} report(s) differ")
         return 1 if problems else 0
-    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports):
+    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
         print(f"wrote {path}")
     return 0
 
@@ -132,10 +136,11 @@ def cmd_run(registry, args) -> int:
             raise UsageError("--executor slurm: sbatch is not on PATH (start scripts/slurm-local/start.sh or use local)")
     elif args.cluster is not None:
         raise UsageError("--cluster only applies to --executor slurm")
-    runs = _only(registry.plan(args.target, args.profile, args.seeds), args.only, args.target)
+    runs = _only(registry.plan(args.target, args.profile, args.seeds, args.overrides), args.only, args.target)
     todo = [r for r in runs if args.force or _needs_work(r, args)]
     if args.dry_run:
-        print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s)): {len(runs)} runs, "
+        with_set = f", {describe(args.overrides)}" if args.overrides else ""
+        print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s){with_set}): {len(runs)} runs, "
               f"{len(runs) - len(todo)} reused, {len(todo)} to run")
         for run in runs:
             mark = "run " if run in todo else "done"
@@ -155,7 +160,7 @@ def cmd_run(registry, args) -> int:
         print(f"failed: {error}", file=sys.stderr)
     tables = list(registry.tables) if args.target == "all" else [args.target]
     from experiments import report
-    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports):
+    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
         print(f"wrote {path}")
     return 1 if errors else 0
 
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.registry) if args.registry else load_registry()
+        args.overrides = parse_overrides(args.overrides)
         if args.profile not in registry.profiles:
             registry.resolve(next(iter(registry.variants)), args.profile)     # raises with a did-you-mean
         if args.target == "list":

@@ -32,12 +32,6 @@ NO_PAPER_NUMBER = "paper gives no number"       # e.g. only-3DMM has no NME in T
 CONVERGENCE_WINDOW = 0.2
 CONVERGENCE_TOL = 0.02
 
-try:                                            # one source of truth for better-is-lower/higher
-    from trans3dhead.metrics import METRIC_DIRECTIONS
-except ImportError:                             # the suite must still report without the library
-    METRIC_DIRECTIONS = {"nme": "lower", "z5": "higher", "chamfer": "lower", "pose_error": "lower",
-                         "mae": "lower", "pitch": "lower", "yaw": "lower", "roll": "lower"}
-
 
 class SeedSummary(NamedTuple):
     """Mean over seeds and its 95% t-interval from the pooled seed noise; NaN bounds when that is unknown."""

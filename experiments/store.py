@@ -2,8 +2,9 @@
 
 Files: ``config.yaml`` (resolved), ``meta.json`` (variants, seed, status, error, provenance),
 ``curve.csv`` (validation curve), and per evaluation ``eval-<dataset>-<split>.json`` (aggregate +
-efficiency), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8) and ``predictions-...json`` (68
-landmarks and rotation, for the gallery). Checkpoints live in ``work/``, outside the store.
+efficiency), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8), ``predictions-...json`` (68
+landmarks and rotation, for the gallery) and ``images-...json`` (each item's image and evaluation crop,
+for Figure 7 and the gallery). Checkpoints live in ``work/``, outside the store.
 """
 from __future__ import annotations
 
@@ -110,6 +111,9 @@ def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_
                       "rotation_matrix": np.round(np.asarray(p["rotation_matrix"]), 5).tolist()}
             for item_id, p in predictions.items()}
     atomic_write_json(path / f"predictions-{name}.json", slim)
+    images = {item_id: p["image"] for item_id, p in predictions.items() if "image" in p}
+    if images:
+        atomic_write_json(path / f"images-{name}.json", images)
     # The aggregate goes last: its presence marks the evaluation complete.
     atomic_write_json(path / f"eval-{name}.json", {"dataset": dataset, "split": split, "aggregate": aggregate,
                                                    "efficiency": efficiency, "code_version": code_version})
@@ -174,4 +178,11 @@ def marr(path: Path, dataset: str, split: str) -> dict | None:
 
 def predictions(path: Path, dataset: str, split: str) -> dict | None:
     file = Path(path) / f"predictions-{eval_name(dataset, split)}.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def images(path: Path, dataset: str, split: str) -> dict | None:
+    """Per item id: ``path`` of its image, the evaluation crop (``crop_origin``, ``crop_scale``,
+    ``input_size``: original px = crop units * input_size * crop_scale + crop_origin) and ``bbox``."""
+    file = Path(path) / f"images-{eval_name(dataset, split)}.json"
     return json.loads(file.read_text()) if file.is_file() else None

@@ -229,7 +229,8 @@ def test_aggregate_counts_failures_instead_of_dropping_them():
     assert np.isnan(empty["chamfer"]) and empty["chamfer_failed"] == 1
 
 
-def test_metric_directions_cover_every_metric_name():
-    assert set(metrics.METRIC_DIRECTIONS) == {"nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll"}
-    assert metrics.METRIC_DIRECTIONS["z5"] == "higher"
-    assert {d for m, d in metrics.METRIC_DIRECTIONS.items() if m != "z5"} == {"lower"}
+def test_one_table_of_metric_facts_covers_every_metric_name():
+    assert set(metrics.METRICS) == {"nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll"}
+    assert metrics.METRICS["z5"].direction == "higher"
+    assert {f.direction for m, f in metrics.METRICS.items() if m != "z5"} == {"lower"}
+    assert all(f.title and f.unit and f.decimals > 0 for f in metrics.METRICS.values())

@@ -10,6 +10,7 @@ import yaml
 from scipy.stats import t as student_t
 
 from experiments import report, stats, store
+from experiments.overrides import parse_overrides
 from experiments.registry import REGISTRY_DIR, load_registry
 
 PROFILE = "smoke"
@@ -21,7 +22,7 @@ FALLING = [8.0, 6.0, 4.0, 3.0, 2.0]           # still falling: not converged
 # Paper numbers chosen so each step has a known paper direction.
 MINI_TABLES = {"mini": {
     "title": "A table with both halves", "kind": "table", "dataset": "dad3dheads", "split": "val",
-    "metrics": ["nme", "z5"], "efficiency": True,
+    "metrics": ["nme", "z5"], "efficiency": True, "figures": ["deltas", "curves"],
     "sections": [
         {"name": "First half", "rows": [
             {"label": "Published", "variant": None, "paper": {"nme": 9.0, "fps": 50}},
@@ -225,6 +226,21 @@ def test_real_table3_layout_with_nothing_run(tmp_path):
         assert rows[row.label][1] == report.fmt(row.paper.get("nme", float("nan")), "nme")   # "—" where the paper has none
     assert rows["baseline"][1:8:2] == ["1.847", "0.9578", "2.791", "0.126"]
     assert "— (no finished runs)" in md and "## Ablation steps" in md
+
+
+def test_overridden_runs_report_apart_with_their_overrides(known, registry, tmp_path):
+    """--set picks other runs (none here), writes to a folder of its own and says so in the provenance."""
+    results, _ = known
+    overrides = parse_overrides(["train.epochs=3", "train.lr=1e-3"])
+    report.write_reports(registry, PROFILE, ["mini"], results, tmp_path / "reports", overrides)
+    folder = tmp_path / "reports" / "smoke+train.epochs=3+train.lr=1e-3"
+    md = (folder / "mini.md").read_text()
+    assert "- Overrides: `--set train.epochs=3 --set train.lr=1e-3` on top of the profile" in md
+    command = "python -m experiments.run mini --profile smoke --set train.epochs=3 --set train.lr=1e-3"
+    assert table_rows(md)["base"][-1] == f"missing — run `{command}`"
+    assert not (tmp_path / "reports" / PROFILE).exists()
+    assert report.check_reports(registry, PROFILE, results, tmp_path / "reports", overrides) == []
+    assert "Overrides" not in report.write_reports(registry, PROFILE, ["mini"], results, tmp_path / "r2")[0].read_text()
 
 
 def test_formatting_is_stable():

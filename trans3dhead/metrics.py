@@ -6,15 +6,38 @@ script drops items whose metric raises).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import cKDTree
 
-METRIC_DIRECTIONS = {"nme": "lower", "z5": "higher", "chamfer": "lower", "pose_error": "lower",
-                     "mae": "lower", "pitch": "lower", "yaw": "lower", "roll": "lower"}
 SEVEN_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 EYE_DISTANCE = 20.0           # GT meshes are rescaled so landmarks 39-42 are this far apart
 Z5_NEIGHBOURS = 5
+
+
+class MetricFact(NamedTuple):
+    """What one metric's number means: its display name, which way is better, how many decimals a
+    report shows (the paper's), and its unit."""
+    title: str
+    direction: str            # "lower" or "higher" is better
+    decimals: int
+    unit: str
+
+
+# The one table of metric facts: the registry checks table metrics against it, the statistics read the
+# direction, the reports the title and format.
+METRICS: dict[str, MetricFact] = {
+    "nme": MetricFact("NME", "lower", 3, "% of sqrt(head box area)"),
+    "z5": MetricFact("Z5 Acc.", "higher", 4, "fraction of vertex pairs"),
+    "chamfer": MetricFact("Cham. Dis.", "lower", 3, "squared distance, eye distance scaled to 20"),
+    "pose_error": MetricFact("Pose Err.", "lower", 3, "Frobenius norm of I - R_pred R_gt^T"),
+    "mae": MetricFact("MAE", "lower", 2, "degrees"),
+    "pitch": MetricFact("Pitch", "lower", 2, "degrees"),
+    "yaw": MetricFact("Yaw", "lower", 2, "degrees"),
+    "roll": MetricFact("Roll", "lower", 2, "degrees"),
+}
 
 
 def as_numpy(value: object) -> np.ndarray:

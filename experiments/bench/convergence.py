@@ -22,22 +22,18 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from experiments.registry import deep_merge, load_registry
+from experiments.overrides import parse_sweep
+from experiments.registry import RegistryError, load_registry
 from experiments.stats import change_within, window_change
 from trans3dhead.config import RunConfig
 
 
-def _override(spec: str) -> tuple[str, list]:
-    """'train.epochs=8,16' -> ('train.epochs', [8, 16]) with YAML scalars."""
-    key, _, values = spec.partition("=")
-    if "." not in key or not values:
-        raise argparse.ArgumentTypeError(f"--set {spec!r}: use SECTION.KEY=V1,V2 (e.g. train.epochs=8,16)")
-    return key, [yaml.safe_load(v) for v in values.split(",")]
-
-
-def _nested(key: str, value) -> dict:
-    section, name = key.split(".", 1)
-    return {section: {name: value}}
+def _sweep_axis(spec: str) -> tuple[str, list]:
+    """argparse type: the shared override parser, its message shown as argparse's (exit 2)."""
+    try:
+        return parse_sweep(spec)
+    except RegistryError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _train_one(task: tuple) -> dict:
@@ -62,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench convergence", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--variants", default="trans3dhead,dad3dnet", help="comma-separated registry variants")
-    parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
+    parser.add_argument("--set", dest="overrides", type=_sweep_axis, action="append", default=[],
                         help="SECTION.KEY=V1,V2,...: a grid axis (repeatable)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (they share the device)")
@@ -76,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     workroot = Path(tempfile.mkdtemp(prefix="t3h-convergence-"))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
     for variant in args.variants.split(","):
-        for values in itertools.product(*(v for _, v in args.overrides)):
+        for combination in itertools.product(*(v for _, v in args.overrides)):
             for seed in range(args.seeds):
-                raw = registry.resolve(variant, args.profile, seed).config.to_dict()
-                for key, value in zip(axes, values):
-                    raw = deep_merge(raw, _nested(key, value))
-                config = RunConfig.from_dict(raw).to_dict()
-                label = {"variant": variant, "seed": seed, **dict(zip(axes, values))}
+                try:        # a type or cross-field error shows once the override meets a variant
+                    config = registry.resolve(variant, args.profile, seed, combination).config.to_dict()
+                except RegistryError as err:
+                    parser.error(str(err))
+                label = {"variant": variant, "seed": seed, **{a: o.value for a, o in zip(axes, combination)}}
                 name = "-".join(str(v) for v in label.values()).replace("/", "_")
                 tasks.append((label, config, str(workroot / name), threads))
     if not tasks:

@@ -32,7 +32,8 @@ class EvalResult:
 
 
 def load_model(checkpoint: str | Path, data_cfg: DataConfig | None = None, device: str = "auto"):
-    """(model in eval mode, RunConfig, data config, device) from a training checkpoint."""
+    """(model in eval mode, RunConfig, data config, device, bf16: whether the run trained under bf16
+    autocast) from a training checkpoint."""
     ckpt = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(ckpt["config"])
     data_cfg = data_cfg or cfg.data
@@ -40,6 +41,15 @@ def load_model(checkpoint: str | Path, data_cfg: DataConfig | None = None, devic
     model = build_model(cfg.model, flame_dir_for(data_cfg), ckpt["mean_face"])
     model.load_state_dict(ckpt["model"])
     return model.to(dev).eval(), cfg, data_cfg, dev, bool(ckpt.get("bf16", False))
+
+
+def image_record(ds, index: int, batch: dict, i: int, image_size: int) -> dict:
+    """Where an item came from: its image file and the evaluation crop (Figure 7 and the gallery draw the
+    network's crop-unit landmarks on it). Not an official submission key; scoring ignores it."""
+    image_path = ds.image_path(index) if hasattr(ds, "image_path") else None
+    return {"path": None if image_path is None else str(image_path), "crop_origin": batch["crop_origin"][i].tolist(),
+            "crop_scale": float(batch["crop_scale"][i]), "input_size": image_size,
+            "bbox": batch["bbox"][i].tolist() if "bbox" in batch else None}
 
 
 def _submission_entries(out: dict, batch: dict, image_size: int) -> dict:
@@ -82,7 +92,10 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: Data
             mean_face_nme.append(landmark_nme(mean_face.expand(len(batch["item_id"]), -1, -1), batch, size))
         with autocast(dev, bf16):
             out = model(batch["image"].to(dev))
-        predictions.update(_submission_entries(out, batch, size))
+        entries = _submission_entries(out, batch, size)
+        for i, item_id in enumerate(batch["item_id"]):
+            entries[item_id]["image"] = image_record(ds, len(ids) + i, batch, i, size)
+        predictions.update(entries)
         ids.extend(batch["item_id"])
         if dataset == "aflw2000":
             eulers.append((aflw_predicted_euler(out["rotation"].float().cpu().numpy()), batch["euler"].numpy()))

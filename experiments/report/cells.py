@@ -1,0 +1,126 @@
+"""Statistics to table cells: fixed-format numbers, intervals, convergence and status texts, and each
+ablation step's change with its verdict."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments import stats
+from experiments.overrides import describe
+from experiments.registry import DEFAULT_PROFILE, Step, TableSpec
+from experiments.report.gather import RowRuns
+from trans3dhead.metrics import METRICS
+
+
+def fmt(value, metric: str | None = None, spec: str | None = None) -> str:
+    """Fixed-format number (the metric's decimals, or ``spec``); '—' for none/NaN; never '-0.000'."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    decimals = METRICS[metric].decimals if metric in METRICS else 3
+    text = spec.format(value) if spec else f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def metric_title(metric: str) -> str:
+    """'NME ↓': the metric's display name and which way is better."""
+    fact = METRICS[metric]
+    return f"{fact.title} {'↓' if fact.direction == 'lower' else '↑'}"
+
+
+def clean(text: str, limit: int = 120) -> str:
+    """One line, no table-breaking pipes, bounded length."""
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_command(table: str, seeds: list[int], profile: str, overrides: tuple = ()) -> str:
+    """The command that trains what a table lacks (the default profile goes unsaid)."""
+    return (f"python -m experiments.run {table}" + (f" --profile {profile}" if profile != DEFAULT_PROFILE else "")
+            + (f" --seeds {max(seeds) + 1}" if max(seeds) > 0 else "")
+            + (f" {describe(overrides)}" if overrides else ""))
+
+
+def status_text(rr: RowRuns, table: str, seeds: list[int], overrides: tuple = ()) -> str:
+    """'done', or every seed that is not, with why: failed (the error), running, missing (the command)."""
+    command = run_command(table, seeds, rr.profile, overrides)
+    problems = []
+    for run in rr.runs:
+        if run.usable:
+            continue
+        who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
+        if run.status == "failed":
+            problems.append(f"{who}failed: {clean(run.error) or 'no error recorded'}")
+        elif run.status in ("running", "queued"):
+            problems.append(f"{who}{run.status}")
+        elif run.status == "interrupted":
+            problems.append(f"{who}interrupted — `{command}` resumes it")
+        else:
+            lacking = "" if run.status == "missing" else f" ({rr.spec.dataset}/{rr.spec.split} not evaluated)"
+            problems.append(f"{who}missing{lacking} — run `{command}`")
+    return "; ".join(problems) if problems else "done"
+
+
+def convergence_text(changes: list[float | None]) -> str:
+    """'yes' / 'no' / 'no, k/n seeds', then the mean last-20% change over seeds: how far from converged."""
+    if not changes:
+        return "—"
+    if any(c is None for c in changes):
+        return "unknown"
+    n_no = sum(not stats.change_within(c) for c in changes)
+    text = "yes" if n_no == 0 else "no" if n_no == len(changes) else f"no, {n_no}/{len(changes)} seeds"
+    mean = float(np.mean(changes))
+    return f"{text} ({mean:+.1%})" if np.isfinite(mean) else text
+
+
+def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds: int | None = None) -> str:
+    """'mean' for one seed, 'mean [lo, hi]' for several; says so when only some of the table's seeds finished."""
+    if n_seeds == 0:
+        return "—"
+    text = fmt(summary.mean, metric)
+    if np.isfinite(summary.lo) and np.isfinite(summary.hi):
+        text += f" [{fmt(summary.lo, metric)}, {fmt(summary.hi, metric)}]"
+    if of_seeds is not None and n_seeds < of_seeds:
+        text += f" ({n_seeds}/{of_seeds} seeds)"
+    return text
+
+
+@dataclass
+class StepResult:
+    """One (ablation step, metric): our change with its interval (None when not computable), the paper's
+    change and the verdict."""
+    step: Step
+    metric: str
+    delta: stats.Delta | None
+    paper_change: float
+    verdict: str
+
+
+def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
+                 noise: dict[str, stats.SeedNoise]) -> list[StepResult]:
+    """Every ablation step of ``spec`` on every metric it names, paired over images, with its verdict."""
+    results = []
+    for step in spec.steps:
+        before, after = by_label.get(step.from_label), by_label.get(step.to_label)
+        flags = (before.convergence() + after.convergence()) if before and after else []
+        caveat = (" (rests on unconverged runs)" if any(f is False for f in flags)
+                  else " (convergence unknown)" if any(f is None for f in flags) else "")
+        for metric in step.metrics:
+            paper_change = spec.row(step.to_label).paper.get(metric, math.nan) - \
+                spec.row(step.from_label).paper.get(metric, math.nan)
+            if before is None or after is None:
+                results.append(StepResult(step, metric, None, paper_change, "paper-only row: nothing to compare"))
+                continue
+            missing = [rr.row.label for rr in (before, after) if not rr.done]
+            if missing:
+                results.append(StepResult(step, metric, None, paper_change,
+                                          f"not computed: no finished runs for {', '.join(missing)}"))
+                continue
+            delta = stats.paired_delta(before.per_image(metric), after.per_image(metric),
+                                       direction=METRICS[metric].direction, noise=noise.get(metric))
+            verdict = stats.verdict(delta.delta, delta.lo, delta.hi, paper_change)
+            if verdict in (stats.HOLDS, stats.REVERSED, stats.NOISE):
+                verdict += caveat
+            results.append(StepResult(step, metric, delta, paper_change, verdict))
+    return results

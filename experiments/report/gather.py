@@ -1,0 +1,150 @@
+"""What the result store holds for a report: one table row's runs across seeds, read through ``store`` only."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments import stats, store
+from experiments.registry import Registry, Row, TableSpec
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every report of one profile reads: the registry, the command line's ``--set`` overrides (they
+    pick the runs) and the store (``frame`` is ``store.collect`` of the profile)."""
+    registry: Registry
+    profile: str
+    overrides: tuple
+    results_root: Path
+    frame: pd.DataFrame
+
+    def run_id(self, variant: str, seed: int) -> str:
+        return self.registry.resolve(variant, self.profile, seed, self.overrides).run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        return store.run_dir(self.results_root, self.profile, run_id)
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    run_id: str
+    path: Path
+    status: str                                   # done | failed | running | missing
+    error: str
+    meta: dict
+    evaluation: dict | None                       # the collect() row of this table's (dataset, split)
+    efficiency: dict                              # from whichever evaluation of the run measured it
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "done" and self.evaluation is not None
+
+
+@dataclass
+class RowRuns:
+    """One table row (a variant) across the table's seeds."""
+    row: Row
+    spec: TableSpec
+    profile: str
+    runs: list[SeedRun] = field(default_factory=list)
+
+    @property
+    def done(self) -> list[SeedRun]:
+        return [r for r in self.runs if r.usable]
+
+    def values(self, metric: str) -> list[float]:
+        """The run-level metric of each finished seed."""
+        return [r.evaluation.get(metric, math.nan) for r in self.done]
+
+    def summary(self, metric: str, noise: stats.SeedNoise | None = None) -> stats.SeedSummary:
+        return stats.seed_summary(self.values(metric), noise)
+
+    def per_image(self, metric: str) -> pd.DataFrame:
+        """item_id x seed table of one metric (the paired bootstrap averages it over seeds)."""
+        columns = {}
+        for run in self.done:
+            frame = store.per_sample(run.path, self.spec.dataset, self.spec.split)
+            if metric in frame:
+                columns[run.seed] = frame.set_index("item_id")[metric]
+        return pd.DataFrame(columns)
+
+    @cached_property
+    def convergence_changes(self) -> list[float | None]:
+        """Each finished seed's relative change of validation NME over the last 20% of training (read once:
+        the results table, every ablation step and the figures ask for it; rows are built before use)."""
+        return [stats.window_change(store.curve(r.path)) for r in self.done]
+
+    def convergence(self) -> list[bool | None]:
+        return [stats.change_within(change) for change in self.convergence_changes]
+
+    def efficiency(self, key: str) -> float:
+        """The mean over finished seeds of one efficiency measure (NaN when none measured it)."""
+        values = [r.efficiency.get(key) for r in self.done]
+        if key == "train_wall_s":               # the run's own record, also when efficiency was not measured
+            values = [r.meta.get("train_wall_s", r.efficiency.get(key)) for r in self.done]
+        values = [float(v) for v in values if v is not None and np.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
+
+@dataclass
+class TableContext:
+    """One table's report in the making: what its sections and figures read."""
+    name: str
+    spec: TableSpec
+    inputs: Inputs
+    seeds: list[int]
+    by_label: dict[str, RowRuns]
+    noise: dict[str, stats.SeedNoise]
+    out_dir: Path
+    steps: list = field(default_factory=list)          # cells.StepResult, once computed
+
+
+def seed_noise(by_label: dict[str, RowRuns], metrics: list[str]) -> dict[str, stats.SeedNoise]:
+    """Per metric, the seed-to-seed SD pooled over the table's rows; a run set that fills two rows
+    (a variant listed twice, e.g. +QA and E/D 0/2 in Table 3) counts once."""
+    distinct = {tuple(r.run_id for r in rr.done): rr for rr in by_label.values() if rr.done}
+    return {m: stats.pooled_seed_noise(rr.values(m) for rr in distinct.values()) for m in metrics}
+
+
+def _frame_row(frame: pd.DataFrame, run_id: str, dataset: str, split: str) -> dict | None:
+    hits = frame[(frame["run_id"] == run_id) & (frame["dataset"] == dataset) & (frame["split"] == split)]
+    return hits.iloc[0].to_dict() if not hits.empty else None
+
+
+def _measured_efficiency(frame: pd.DataFrame, run_id: str) -> dict:
+    """A run measures efficiency once, on its first evaluation; any table may report it."""
+    hits = frame[(frame["run_id"] == run_id) & frame["params"].notna()]
+    if hits.empty:
+        return {}
+    first = hits.iloc[0]
+    return {key: first[key] for key in store.EFFICIENCY_COLUMNS if pd.notna(first[key])}
+
+
+def gather_row(inputs: Inputs, row: Row, spec: TableSpec, seeds: list[int]) -> RowRuns:
+    """Every seed's run of one row: its status, error, provenance and this table's evaluation."""
+    result = RowRuns(row, spec, inputs.profile)
+    for seed in seeds:
+        run_id = inputs.run_id(row.variant, seed)
+        path = inputs.run_dir(run_id)
+        meta = store.read_meta(path) or {}
+        evaluation = _frame_row(inputs.frame, run_id, spec.dataset, spec.split)
+        status = meta.get("status", "missing")
+        result.runs.append(SeedRun(seed, run_id, path, status, str(meta.get("error") or ""), meta, evaluation,
+                                   _measured_efficiency(inputs.frame, run_id)))
+    return result
+
+
+def table_seeds(inputs: Inputs, spec: TableSpec) -> list[int]:
+    """The seeds any of this table's runs exist for (whatever their status); [0] when none exist yet."""
+    frame = inputs.frame
+    stored = set(frame["run_id"].dropna())
+    candidates = sorted({int(s) for s in frame["seed"].dropna()} | {0})
+    seeds = [seed for seed in candidates
+             if any(inputs.run_id(row.variant, seed) in stored for row in spec.rows if row.variant is not None)]
+    return seeds or [0]

@@ -1,0 +1,71 @@
+"""A report's header: which benchmark, split, profile, overrides, seeds, code, hardware and dates produced
+its numbers, the seed noise, and the mean-face floor."""
+from __future__ import annotations
+
+import numpy as np
+
+from experiments import stats
+from experiments.overrides import describe
+from experiments.registry import TableSpec
+from experiments.report.cells import fmt
+from experiments.report.gather import RowRuns
+from trans3dhead.metrics import METRICS
+
+DATASET_NAMES = {"dad3dheads": "DAD-3DHeads", "aflw2000": "AFLW2000-3D"}
+
+
+def benchmark_name(benchmark: str, dataset: str) -> str:
+    """What the numbers were measured on; synthetic numbers never pass for the real benchmark's."""
+    real = DATASET_NAMES.get(dataset, dataset)
+    if benchmark == "synthheads":
+        return (f"SynthHeads, the embedded procedural benchmark, in the {real} format "
+                f"(these are NOT {real} numbers)")
+    return real if benchmark == "dad3dheads" else benchmark
+
+
+def code_versions(rows: list[RowRuns], trained_with: list[str]) -> str:
+    """The training code versions, and those of evaluations added later by other code, if any."""
+    evaluated_with = sorted({str(r.evaluation["eval_code_version"]) for rr in rows for r in rr.done
+                             if isinstance(r.evaluation.get("eval_code_version"), str)})
+    if not trained_with:
+        return "—"
+    if set(evaluated_with) <= set(trained_with):
+        return ", ".join(trained_with)
+    return f"{', '.join(trained_with)} (training); {', '.join(evaluated_with)} (evaluation)"
+
+
+def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int],
+               noise: dict[str, stats.SeedNoise], overrides: tuple = ()) -> list[str]:
+    """The header's bullet lines (the overrides line only when ``--set`` was given)."""
+    metas = [r.meta for rr in rows for r in rr.done]
+    values = lambda key: sorted({str(m[key]) for m in metas if m.get(key)})  # noqa: E731
+    benchmarks = values("benchmark")
+    benchmark = ("; ".join(benchmark_name(b, spec.dataset) for b in benchmarks) if benchmarks
+                 else "— (no finished runs)")
+    hardware = ", ".join(values("device")) or "—"
+    if values("amp"):
+        hardware += f" (autocast: {', '.join(values('amp'))})"
+    if values("host"):
+        hardware += f"; host(s) {', '.join(values('host'))}"
+    lines = [f"- Benchmark: {benchmark}",
+             f"- Evaluation: `{spec.dataset}` format, `{spec.split}` split; profile `{profile}`; "
+             f"seeds {', '.join(map(str, seeds))}"
+             + ("" if len(seeds) > 1 else " (one seed: seed-to-seed noise unknown, no interval over seeds)")]
+    if overrides:
+        lines.append(f"- Overrides: `{describe(overrides)}` on top of the profile (part of every run id)")
+    lines += [f"- Code version(s): {code_versions(rows, values('code_version'))}",
+              f"- Hardware: {hardware}",
+              f"- Date(s) of the runs: {', '.join(values('date')) or '—'}",
+              "- Paper: the published DAD-3DHeads / AFLW2000-3D numbers, beside ours for direction, "
+              "not for equality."]
+    known = {m: n for m, n in noise.items() if n.known}
+    if known:
+        spread = ", ".join(f"{METRICS[m].title} {fmt(n.sd, m)} (df {n.df})" for m, n in known.items())
+        lines.append(f"- Ours: mean over seeds [95% t-interval]; the seed-to-seed SD is pooled over this "
+                     f"table's rows: {spread}.")
+    reference = [r.evaluation.get("mean_face_nme") for rr in rows for r in rr.done]
+    reference = [v for v in reference if v is not None and np.isfinite(v)]
+    if reference:
+        lines.append(f"- Reference: always predicting the training set's mean face scores NME "
+                     f"{fmt(float(np.mean(reference)), 'nme')} on this evaluation set.")
+    return lines

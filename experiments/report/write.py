@@ -1,0 +1,99 @@
+"""Whole reports: ``reports/<profile>/<table>.md`` (+ PNGs) and the index, written or checked byte for byte."""
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import re
+import tempfile
+from pathlib import Path
+
+from experiments import store
+from experiments.registry import Registry
+from experiments.report.cells import step_results
+from experiments.report.figure_sections import figure_lines, table_figure_lines
+from experiments.report.gather import Inputs, TableContext, gather_row, seed_noise, table_seeds
+from experiments.report.image_figures import IMAGE_FIGURES
+from experiments.report.provenance import provenance
+from experiments.report.sections import index_lines, results_tables, steps_section
+
+MAX_FOLDER_NAME = 80
+
+
+def report_folder(profile: str, overrides: tuple = ()) -> str:
+    """``reports/`` subfolder: the profile, or the profile and its ``--set`` overrides (so overridden runs
+    never overwrite the profile's own reports), e.g. ``smoke+model.d_model=16``."""
+    if not overrides:
+        return profile
+    name = "+".join([profile, *(re.sub(r"[^A-Za-z0-9._=,-]+", "_", o.text) for o in overrides)])
+    if len(name) > MAX_FOLDER_NAME:
+        name = f"{profile}+set-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return name
+
+
+def table_report(inputs: Inputs, name: str, out_dir: Path) -> Path:
+    """Writes one table's or figure's report (markdown and its PNGs) into ``out_dir``."""
+    spec = inputs.registry.table(name)
+    seeds = table_seeds(inputs, spec)
+    by_label = {row.label: gather_row(inputs, row, spec, seeds) for row in spec.rows if row.variant is not None}
+    ctx = TableContext(name, spec, inputs, seeds, by_label, seed_noise(by_label, spec.metrics), out_dir)
+    lines = [f"# {name}: {spec.title}", "",
+             *provenance(spec, inputs.profile, list(by_label.values()), seeds, ctx.noise, inputs.overrides), ""]
+    if spec.kind == "table":
+        lines += results_tables(ctx)
+        ctx.steps = step_results(spec, by_label, ctx.noise)
+        lines += steps_section(ctx.steps)
+        lines += table_figure_lines(ctx)
+    else:
+        lines += figure_lines(ctx)
+    path = out_dir / f"{name}.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def _write(registry: Registry, profile: str, tables: list[str], results_root: Path, out_dir: Path,
+           overrides: tuple) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = Inputs(registry, profile, tuple(overrides), Path(results_root), store.collect(results_root, profile))
+    written = [table_report(inputs, name, out_dir) for name in tables]
+    index = out_dir / "README.md"
+    index.write_text("\n".join(index_lines(inputs, out_dir)) + "\n")
+    return written + [index]
+
+
+def write_reports(registry: Registry, profile: str, tables: list[str], results_root: Path,
+                  reports_root: Path, overrides: tuple = ()) -> list[Path]:
+    """Writes ``reports/<profile>/<table>.md`` (+ PNGs) for each table and the index README.md
+    (``reports/<profile>+<overrides>/`` for runs made with ``--set``)."""
+    out_dir = Path(reports_root) / report_folder(profile, overrides)
+    return _write(registry, profile, tables, results_root, out_dir, overrides)
+
+
+def check_reports(registry: Registry, profile: str, results_root: Path, reports_root: Path,
+                  overrides: tuple = ()) -> list[str]:
+    """Regenerates every committed report into a temporary folder; lists each file that differs.
+
+    Markdown and PNGs are compared byte for byte, and a committed file that regeneration would not
+    write is reported as stale. One exception: Figure 7 and the gallery are drawn from the dataset's
+    images, which a checkout without the (generated) dataset does not have; when regeneration could
+    not draw them they are not compared, and the problem list says nothing about them.
+    """
+    folder = report_folder(profile, overrides)
+    committed = Path(reports_root) / folder
+    if not committed.is_dir():
+        return [f"{committed} does not exist: nothing to check"]
+    tables = sorted(p.stem for p in committed.glob("*.md") if p.stem in registry.tables)
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / folder
+        _write(registry, profile, tables, results_root, fresh, overrides)
+        problems = []
+        fresh_names = {p.name for p in fresh.iterdir()}
+        for path in sorted(fresh.iterdir()):
+            old = committed / path.name
+            if not old.is_file():
+                problems.append(f"{old} is missing (regeneration writes it)")
+            elif not filecmp.cmp(old, path, shallow=False):
+                problems.append(f"{old} differs from a regeneration from {Path(results_root) / profile}")
+        for old in sorted(committed.iterdir()):
+            if old.is_file() and old.name not in fresh_names and old.name not in IMAGE_FIGURES:
+                problems.append(f"{old} is stale: regeneration does not write it")
+        return problems
