@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def flame_dir(tmp_path_factory):
     """Procedural FLAME-format assets, written once per test session."""
-    from trans3dhead.flame.assets import write_assets
+    from trans3dhead.data.synth.head_model import write_assets
     return write_assets(tmp_path_factory.mktemp("flame"), seed=0)
 
 

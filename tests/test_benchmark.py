@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 
 from trans3dhead import benchmark, metrics
 from trans3dhead.flame import io
-from trans3dhead.flame.assets import write_assets
+from trans3dhead.data.synth.head_model import write_assets
 from trans3dhead.flame.topology import FlameTopology, load_topology
 from trans3dhead.geometry import (model_view_from_rotation, project_official, rotation_from_euler,
                                   rotation_from_model_view)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trans3dhead.flame import io
-from trans3dhead.flame.assets import write_assets
+from trans3dhead.data.synth.head_model import write_assets
 from trans3dhead.flame.decoder import Z_OFFSET, FlameDecoder
 from trans3dhead.flame.params import ParamLayout
 from trans3dhead.flame.topology import load_topology
@@ -124,7 +124,7 @@ def test_missing_file_names_the_file_and_the_fix(broken_dir, missing):
         with pytest.raises(io.MissingFlameFileError) as err:
             build()
         assert missing.split("/")[-1] in str(err.value)
-        assert "trans3dhead.flame.assets" in str(err.value)
+        assert "trans3dhead.data.synth.head_model" in str(err.value)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from trans3dhead.config import ModelConfig
 from trans3dhead.engine.efficiency import count_flops, count_parameters, peak_memory_mb, throughput
 from trans3dhead.engine.runtime import select_device
-from trans3dhead.flame.assets import write_assets
+from trans3dhead.data.synth.head_model import write_assets
 from trans3dhead.models import build_model
 
 

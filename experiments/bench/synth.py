@@ -12,7 +12,7 @@ import torch
 
 from trans3dhead.data.synth.generate import generate
 from trans3dhead.data.synth.scene import sample_scene
-from trans3dhead.flame.assets import write_assets
+from trans3dhead.data.synth.head_model import write_assets
 from trans3dhead.flame.decoder import FlameDecoder
 
 

@@ -59,12 +59,12 @@ def check_flame_dir(flame_dir: str | Path) -> None:
     if not flame_dir.is_dir():
         raise MissingFlameFileError(
             f"FLAME folder {flame_dir} does not exist; generate procedural assets with "
-            f"`python -m trans3dhead.flame.assets --out {flame_dir}` or {CONVERT_HINT}")
+            f"`python -m trans3dhead.data.synth.head_model --out {flame_dir}` or {CONVERT_HINT}")
     missing = [str(p) for p in required_files(flame_dir) if not p.is_file()]
     if missing:
         raise MissingFlameFileError(
             f"FLAME folder {flame_dir} lacks {', '.join(missing)}; regenerate it with "
-            f"`python -m trans3dhead.flame.assets --out {flame_dir}` (procedural) or {CONVERT_HINT}")
+            f"`python -m trans3dhead.data.synth.head_model --out {flame_dir}` (procedural) or {CONVERT_HINT}")
 
 
 # ----------------------------------------------------------------------------- safe unpickling

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trans3dhead.flame.assets import REGIONS
+from trans3dhead.data.synth.head_features import REGIONS
 
 
 def region_albedo(regions: np.ndarray, rng: np.random.Generator) -> torch.Tensor:

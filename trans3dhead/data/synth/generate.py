@@ -22,7 +22,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from trans3dhead.data.synth.scene import Scene, sample_scene
-from trans3dhead.flame.assets import write_assets
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.geometry import AFLW_TO_IMAGE, aflw_pose_from_rotation, project_official, rotation_from_model_view
@@ -127,6 +126,10 @@ def _run(fn, tasks: list, desc: str, pool) -> list:
 def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int,
              workers: int = 1) -> Path:
     """Every image has its own random stream, so the output is identical whatever ``workers`` is."""
+    # Imported here, not at the top: `trans3dhead.data` imports this module, and `python -m
+    # trans3dhead.data.synth.head_model` must not find itself imported before it runs.
+    from trans3dhead.data.synth.head_model import write_assets
+
     out = Path(out)
     flame_dir = write_assets(out / "flame", seed=0)
     pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(flame_dir),)) if workers > 1 else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trans3dhead.flame import head_shape as hs
+from trans3dhead.data.synth import head_shape as hs
 
 REGIONS = {"skin": 0, "lips": 1, "brows": 2, "eye_white": 3, "iris": 4, "nostril": 5,
            "ear": 6, "neck": 7, "scalp": 8, "mouth": 9}

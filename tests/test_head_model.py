@@ -8,7 +8,7 @@ import smplx
 import torch
 
 from trans3dhead.flame import io
-from trans3dhead.flame.assets import REGIONS, REGIONS_FILE, write_assets
+from trans3dhead.data.synth.head_model import REGIONS, REGIONS_FILE, write_assets
 from trans3dhead.flame.topology import load_topology
 
 
