@@ -48,6 +48,7 @@ def ablation_switch(section: str, key: str) -> bool:
 
 @dataclass(frozen=True)
 class Row:
+    """A table row: its label, the variant that computes it (None: paper only) and the paper's numbers."""
     label: str
     variant: str | None
     paper: dict
@@ -61,6 +62,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Step:
+    """An ablation step whose direction the report checks: from one row label to another, on ``metrics``."""
     from_label: str
     to_label: str
     metrics: tuple[str, ...]
@@ -69,6 +71,7 @@ class Step:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One entry of tables.yaml: a paper table or figure, its evaluation, rows, steps and figures."""
     name: str
     title: str
     kind: str
@@ -93,6 +96,7 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class ResolvedRun:
+    """A run to train and evaluate: a variant under a profile and seed, its frozen config and run id."""
     run_id: str
     variant: str
     profile: str
@@ -123,6 +127,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` merged in, mappings key by key, anything else replaced."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -161,6 +166,7 @@ def _inherit_profiles(profiles: dict) -> dict:
 
 
 def run_id_of(config: RunConfig) -> str:
+    """10 hex digits of the SHA-1 of the config's identity, execution-only keys left out: equal configs share a run."""
     identity = config.identity()
     for section, keys in EXECUTION_ONLY.items():
         for key in keys:
@@ -170,6 +176,8 @@ def run_id_of(config: RunConfig) -> str:
 
 
 class Registry:
+    """The loaded, validated registry: variants, tables, profiles (bases merged in) and cluster files."""
+
     def __init__(self, variants: dict, tables: dict[str, TableSpec], profiles: dict, clusters: dict[str, dict],
                  root: Path):
         self.variants, self.tables, self.profiles, self.clusters, self.root = variants, tables, profiles, clusters, root
@@ -179,6 +187,7 @@ class Registry:
         return base_chain(self.variants, name, "variant", "variants.yaml")
 
     def variant_dict(self, name: str) -> dict:
+        """The variant's model / loss / train settings with its base chain merged in."""
         merged: dict = {}
         for link in self.variant_chain(name):
             entry = {k: v for k, v in self.variants[link].items() if k in ("model", "loss", "train")}
@@ -228,6 +237,7 @@ class Registry:
         return self.tables[name]
 
     def cluster(self, path: str | Path) -> dict:
+        """A SLURM cluster file, its keys checked."""
         path = Path(path)
         data = _read_yaml(path)
         _unknown(data, CLUSTER_KEYS, f"cluster file {path}")
@@ -297,6 +307,7 @@ def _check_profile(name: str, raw: dict) -> None:
 
 
 def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
+    """Reads and validates the registry folder; every variant must resolve under every profile."""
     root = Path(root)
     variants = _read_yaml(root / "variants.yaml")
     for name, entry in variants.items():

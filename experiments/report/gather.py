@@ -32,6 +32,7 @@ class Inputs:
 
 @dataclass
 class SeedRun:
+    """One seed's run of a table row as the store holds it."""
     seed: int
     run_id: str
     path: Path
