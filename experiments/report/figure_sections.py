@@ -49,6 +49,12 @@ def curves_section(ctx: TableContext) -> list[str]:
     return ["## Training curves", "", f"![training curves]({ctx.name}-curves.png)", ""]
 
 
+def row_png(ctx: TableContext, rr: RowRuns) -> str:
+    """The picture's file name: ``<figure>.png`` for the figure's first row, ``<figure>-<variant>.png`` after."""
+    first = next(iter(ctx.by_label.values()))
+    return f"{ctx.name}.png" if rr is first else f"{ctx.name}-{rr.row.variant}.png"
+
+
 def residual_histogram_section(ctx: TableContext, rr: RowRuns) -> list[str]:
     """Figure 8: the MARR residuals per decoder layer, and whether deeper layers' are smaller."""
     data = [store.marr(r.path, rr.spec.dataset, rr.spec.split) for r in rr.done]
@@ -56,11 +62,12 @@ def residual_histogram_section(ctx: TableContext, rr: RowRuns) -> list[str]:
     if not data:
         return ["No MARR residuals stored for this run (a variant without MARR?).", ""]
     residuals = np.concatenate([d["residuals"] for d in data], axis=1)          # (L, n over seeds, 68, 2)
-    figures.residual_histogram(residuals, ctx.out_dir / "figure8.png")
+    png = row_png(ctx, rr)
+    figures.residual_histogram(residuals, ctx.out_dir / png)
     magnitudes = np.abs(residuals)
     rows = [[f"layer {i + 1}", fmt(float(np.median(m)), spec="{:.4f}"), fmt(float(m.mean()), spec="{:.4f}"),
              fmt(100 * float((m < 0.01).mean()), spec="{:.1f}")] for i, m in enumerate(magnitudes)]
-    lines = ["![Figure 8](figure8.png)", "",
+    lines = [f"![Figure 8: {rr.row.label}]({png})", "",
              f"Residuals of {residuals.shape[1]} images (all seeds' runs), normalised by the head box.", "",
              md_table(["decoder layer", "median of abs. residual", "mean of abs. residual", "% below 0.01"], rows), ""]
     if len(magnitudes) >= 2:      # the paper's claim: deeper layers predict residuals closer to 0
