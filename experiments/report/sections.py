@@ -96,6 +96,29 @@ def steps_section(results: list[StepResult]) -> list[str]:
             "The paper's claims:", "", *[f"- {a} → {b}: {claim}" for a, b, claim in claims if claim], ""]
 
 
+CLAIMS = "claims.md"
+
+
+def claims_lines(inputs: Inputs, contexts: list) -> list[str]:
+    """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, the
+    verdict, and whether the runs behind it converged (``reports/<profile>/claims.md``)."""
+    note = inputs.registry.profiles.get(inputs.profile, {}).get("benchmark_note", "")
+    rows = []
+    for ctx in contexts:
+        for r in ctx.steps:
+            d = r.delta
+            ours = "—" if d is None else f"{fmt(d.delta, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]"
+            rows.append([f"[{ctx.name}]({ctx.name}.md)", r.step.claim or "—",
+                         f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric),
+                         fmt(r.paper_change, r.metric), ours, r.verdict])
+    return [f"# The paper's claims on the embedded benchmark, profile `{inputs.profile}`", "",
+            f"Benchmark: {note or '—'}. One row per claim and metric, from the tables' ablation steps "
+            "(change = after − before; the interval and verdict as in each table's report). A verdict "
+            "that rests on unconverged runs says so: it ranks learning speed, not capacity.", "",
+            md_table(["table", "claim", "step", "metric", "change (paper)", "change (ours) [95% CI]", "verdict"],
+                     rows), ""]
+
+
 def index_lines(inputs: Inputs, out_dir) -> list[str]:
     """The reports folder's README: every table or figure, its runs by status and its seeds."""
     registry, profile = inputs.registry, inputs.profile

@@ -14,7 +14,7 @@ from experiments.report.figure_sections import figure_lines, table_figure_lines
 from experiments.report.gather import Inputs, TableContext, gather_row, seed_noise, table_seeds
 from experiments.report.image_figures import IMAGE_FIGURES
 from experiments.report.provenance import provenance
-from experiments.report.sections import index_lines, results_tables, steps_section
+from experiments.report.sections import CLAIMS, claims_lines, index_lines, results_tables, steps_section
 
 MAX_FOLDER_NAME = 80
 
@@ -30,8 +30,9 @@ def report_folder(profile: str, overrides: tuple = ()) -> str:
     return name
 
 
-def table_report(inputs: Inputs, name: str, out_dir: Path) -> Path:
-    """Writes one table's or figure's report (markdown and its PNGs) into ``out_dir``."""
+def table_report(inputs: Inputs, name: str, out_dir: Path) -> TableContext:
+    """Writes one table's or figure's report (markdown and its PNGs) into ``out_dir``; returns its context
+    (with the ablation steps it computed, which the claims page gathers)."""
     spec = inputs.registry.table(name)
     seeds = table_seeds(inputs, spec)
     by_label = {row.label: gather_row(inputs, row, spec, seeds) for row in spec.rows if row.variant is not None}
@@ -45,19 +46,21 @@ def table_report(inputs: Inputs, name: str, out_dir: Path) -> Path:
         lines += table_figure_lines(ctx)
     else:
         lines += figure_lines(ctx)
-    path = out_dir / f"{name}.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
-    return path
+    (out_dir / f"{name}.md").write_text("\n".join(lines).rstrip() + "\n")
+    return ctx
 
 
 def _write(registry: Registry, profile: str, tables: list[str], results_root: Path, out_dir: Path,
            overrides: tuple) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = Inputs(registry, profile, tuple(overrides), Path(results_root), store.collect(results_root, profile))
-    written = [table_report(inputs, name, out_dir) for name in tables]
-    index = out_dir / "README.md"
+    contexts = [table_report(inputs, name, out_dir) for name in tables]
+    index, claims = out_dir / "README.md", out_dir / CLAIMS
     index.write_text("\n".join(index_lines(inputs, out_dir)) + "\n")
-    return written + [index]
+    every_table = set(tables) == set(registry.tables)
+    if every_table:       # the claims page summarises every table, so only a full report writes it
+        claims.write_text("\n".join(claims_lines(inputs, [c for c in contexts if c.steps])) + "\n")
+    return [out_dir / f"{c.name}.md" for c in contexts] + [index] + ([claims] if every_table else [])
 
 
 def write_reports(registry: Registry, profile: str, tables: list[str], results_root: Path,
