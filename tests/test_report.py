@@ -273,3 +273,13 @@ COMMITTED_PROFILES = sorted(p.name for p in (ROOT / "results").iterdir() if p.is
 @pytest.mark.parametrize("profile", COMMITTED_PROFILES)
 def test_the_committed_reports_regenerate_byte_for_byte(profile):
     assert report.check_reports(load_registry(), profile, ROOT / "results", ROOT / "reports") == []
+
+
+def test_the_claims_page_has_one_row_per_claim_and_metric(tmp_path):
+    registry = load_registry()
+    report.write_reports(registry, PROFILE, list(registry.tables), tmp_path / "results", tmp_path / "reports")
+    rows = [line for line in (tmp_path / "reports" / PROFILE / "claims.md").read_text().splitlines()
+            if line.startswith("| [table")]
+    expected = sum(len(step.metrics) for spec in registry.tables.values() for step in spec.steps)
+    assert len(rows) == expected > 0
+    assert all("not computed: no finished runs" in row for row in rows)     # an empty store claims nothing
