@@ -63,3 +63,10 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def describe_os_error(err: OSError) -> str:
+    """'<reason>: <path>' for a CLI message (an OSError's str() may lack the path or repeat it)."""
+    reason = err.strerror or str(err)
+    path = err.filename if err.filename is not None else ""
+    return f"{reason}: {path}" if path and str(path) not in reason else reason
