@@ -6,36 +6,19 @@ submitted.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from experiments.registry import ResolvedRun
+from trans3dhead.atomic import folder_problem
 from trans3dhead.flame import io as flame_io
-
-
-def writable_folder_problem(path: Path, what: str) -> str | None:
-    """Why ``path`` cannot be (created and) written as a folder, or None."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        return f"{what} {path} is not a folder"
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{what} {path}: {existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{what} {path}: {existing} is read-only"
-    return None
 
 
 def _data_problems(run: ResolvedRun, key: str) -> list[str]:
     data = run.config.data
     if data.benchmark == "synthheads":
-        problem = writable_folder_problem(Path(data.root), "the SynthHeads cache folder")
+        problem = folder_problem(Path(data.root), "the SynthHeads cache folder")
         return [f"{problem} (set data.root in {key})"] if problem else []
     problems = []
     if not data.flame_dir:
@@ -115,7 +98,7 @@ def check(runs: list[ResolvedRun], executor: str, cluster: dict | None = None,
     """Every problem that would make a planned run fail before it trains, once each."""
     problems: list[str] = []
     for what, path in (folders or {}).items():
-        problem = writable_folder_problem(path, what)
+        problem = folder_problem(path, what)
         if problem:
             problems.append(problem)
     for run in runs:

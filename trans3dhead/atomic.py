@@ -70,3 +70,20 @@ def describe_os_error(err: OSError) -> str:
     reason = err.strerror or str(err)
     path = err.filename if err.filename is not None else ""
     return f"{reason}: {path}" if path and str(path) not in reason else reason
+
+
+def folder_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be (created and) written as a folder, or None."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{what} {path} is not a folder"
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{what} {path}: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{what} {path}: {existing} is read-only"
+    return None
