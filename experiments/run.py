@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 from experiments import launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
-from trans3dhead.atomic import describe_os_error
+from trans3dhead.atomic import describe_os_error, folder_problem
 from trans3dhead.config import ConfigError, did_you_mean
 
 COMMANDS = ("list", "status", "report")
@@ -75,10 +76,10 @@ def _live_status(run, args) -> tuple[str, str]:
         return "running", f"live job: {runlock.describe(holder)}"
     if status == "running":
         meta = store.read_meta(store.run_dir(args.results, args.profile, run.run_id)) or {}
-        alive = runlock.pid_alive(meta.get("pid"), meta.get("host"))
-        if alive is not True:
-            return "dead", (f"its job ({runlock.describe(meta)}) is gone without finishing; "
-                            "rerun the same command to resume it from its checkpoint")
+        if meta.get("host") not in (None, platform.node()):      # its lock may live on that host's disk
+            return status, f"on {meta.get('host')} (pid {meta.get('pid', '?')}): not verifiable from here"
+        return "dead", (f"its job ({runlock.describe(meta)}) ended without finishing (killed, or its disk "
+                        "filled up); rerun the same command to resume it from its checkpoint")
     return status, error
 
 
@@ -135,6 +136,8 @@ def cmd_report(registry, args) -> int:
     tables = [args.table] if args.table else list(registry.tables)
     for table in tables:
         registry.table(table)
+    if problem := folder_problem(args.reports, "--reports"):
+        raise UsageError(problem)
     if args.check:
         problems = report.check_reports(registry, args.profile, args.results, args.reports, args.overrides)
         for problem in problems:

@@ -69,16 +69,3 @@ def _read_holder(path: Path) -> dict:
 
 def describe(info: dict) -> str:
     return f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
-
-
-def pid_alive(pid: object, host: object) -> bool | None:
-    """Whether ``pid`` lives, when ``host`` is this machine; None when it cannot be told from here."""
-    if host != platform.node() or not isinstance(pid, int):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -64,7 +64,7 @@ def read_meta(path: Path) -> dict | None:
         meta = json.loads(file.read_text())
         _check_meta(meta)
         return meta
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (json.JSONDecodeError, UnicodeDecodeError, CorruptResultError) as err:
         warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)

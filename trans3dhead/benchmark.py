@@ -268,9 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(result.problems)} item(s) could not be scored; fix them or pass --allow-missing", file=sys.stderr)
         return 1
     if result.problems:
-        counts = ", ".join(f"{m} {result.aggregate[f'{m}_n']}" for m in DAD_METRICS)
-        print(f"--allow-missing: means over the scored items only ({counts} of {result.aggregate['n_items']})",
-              file=sys.stderr)
+        counts = ", ".join(f"{m} {result.aggregate[f'{m}_n']} of {result.aggregate['n_items']}" for m in DAD_METRICS)
+        print(f"--allow-missing: each mean is over its scored items only ({counts})", file=sys.stderr)
     return 0
 
 
