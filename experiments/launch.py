@@ -213,7 +213,10 @@ def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
     """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
     meta = store.read_meta(job.result_dir) or {}
     if meta.get("status") not in ("failed", "interrupted"):
-        store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        try:
+            store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        except OSError:         # a full disk: keep waiting for the other jobs; `status` shows this one dead
+            pass
 
 
 def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dict | None = None,

@@ -61,7 +61,9 @@ def _tmp_files(tmp: Path) -> list[Path]:
     return [p for p in tmp.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name]
 
 
-def test_two_submitters_at_once_train_each_run_once(tmp_path):
+@pytest.mark.slow          # three interpreters with torch: about 35 s on 2 busy cores
+def test_two_submitters_at_once_train_each_run_once(fake):
+    tmp_path = fake
     command = [sys.executable, str(ROOT / "tests" / "fakejob.py"), *_argv(tmp_path)]
     procs = [subprocess.Popen(command, cwd=tmp_path, env=_env(2.0), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]
@@ -72,8 +74,22 @@ def test_two_submitters_at_once_train_each_run_once(tmp_path):
     assert len(_trainings(tmp_path)) == len(VARIANTS), outputs            # each run trained exactly once
     for run_id in _run_ids():
         assert store.read_meta(store.run_dir(tmp_path / "results", "smoke", run_id))["status"] == "done"
-    again = subprocess.run(command, cwd=tmp_path, env=_env(0), capture_output=True, text=True, timeout=240)
-    assert again.returncode == 0 and len(_trainings(tmp_path)) == len(VARIANTS)   # a rerun reuses both
+    assert run.main(_argv(tmp_path)) == 0 and len(_trainings(tmp_path)) == len(VARIANTS)   # a rerun reuses both
+
+
+def test_a_job_that_finds_its_run_locked_waits_then_reuses_it(fake, capsys):
+    """The race two submitters can still run into: both planned the run before either job took its lock."""
+    tmp = fake
+    first = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakejob.py"), "--job", str(tmp / "results"),
+                              str(tmp / "work"), VARIANTS[0]], cwd=tmp, env=_env(3.0), start_new_session=True)
+    deadline = time.time() + 120
+    while not _trainings(tmp) and time.time() < deadline:
+        time.sleep(0.1)
+    fakejob.job(str(tmp / "results"), str(tmp / "work"), VARIANTS[0])      # the second submitter's job
+    assert "running elsewhere" in capsys.readouterr().out
+    assert first.wait(timeout=120) == 0
+    assert len(_trainings(tmp)) == 1
+    assert store.read_meta(store.run_dir(tmp / "results", "smoke", _run_ids()[0]))["status"] == "done"
 
 
 def test_a_rerun_while_the_killed_submitters_job_lives_on_trains_nothing_twice(fake, capsys):
