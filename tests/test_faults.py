@@ -46,6 +46,16 @@ def _env(delay_s: float) -> dict:
     return {**os.environ, "PYTHONPATH": path, "FAKE_TRAIN_S": str(delay_s)}
 
 
+def _start_training_job(tmp: Path, seconds: float) -> subprocess.Popen:
+    """A job process training the first row's run (as a killed submitter's job lives on); returns once it trains."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakejob.py"), "--job", str(tmp / "results"),
+                             str(tmp / "work"), VARIANTS[0]], cwd=tmp, env=_env(seconds), start_new_session=True)
+    deadline = time.time() + 120
+    while not _trainings(tmp) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    return proc
+
+
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -80,11 +90,7 @@ def test_two_submitters_at_once_train_each_run_once(fake):
 def test_a_job_that_finds_its_run_locked_waits_then_reuses_it(fake, capsys):
     """The race two submitters can still run into: both planned the run before either job took its lock."""
     tmp = fake
-    first = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakejob.py"), "--job", str(tmp / "results"),
-                              str(tmp / "work"), VARIANTS[0]], cwd=tmp, env=_env(3.0), start_new_session=True)
-    deadline = time.time() + 120
-    while not _trainings(tmp) and time.time() < deadline:
-        time.sleep(0.1)
+    first = _start_training_job(tmp, 3.0)
     fakejob.job(str(tmp / "results"), str(tmp / "work"), VARIANTS[0])      # the second submitter's job
     assert "running elsewhere" in capsys.readouterr().out
     assert first.wait(timeout=120) == 0
@@ -95,12 +101,8 @@ def test_a_job_that_finds_its_run_locked_waits_then_reuses_it(fake, capsys):
 def test_a_rerun_while_the_killed_submitters_job_lives_on_trains_nothing_twice(fake, capsys):
     tmp = fake
     # The job of a killed submitter, still training (a separate process holding the run's lock).
-    orphan = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakejob.py"), "--job", str(tmp / "results"),
-                               str(tmp / "work"), VARIANTS[0]], cwd=tmp, env=_env(6.0), start_new_session=True)
+    orphan = _start_training_job(tmp, 6.0)
     run_id = _run_ids()[0]
-    deadline = time.time() + 120
-    while not _trainings(tmp) and time.time() < deadline:
-        time.sleep(0.1)
     assert runlock.holder(tmp / "work" / "smoke" / run_id)["pid"] == orphan.pid
     assert run.main(["status", "table3", "--profile", "smoke", "--results", str(tmp / "results"),
                      "--work", str(tmp / "work")]) == 0
@@ -116,11 +118,7 @@ def test_a_rerun_while_the_killed_submitters_job_lives_on_trains_nothing_twice(f
 
 def test_kill_9_of_a_job_shows_dead_and_the_rerun_resumes_it(fake, capsys):
     tmp = fake
-    job = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakejob.py"), "--job", str(tmp / "results"),
-                            str(tmp / "work"), VARIANTS[0]], cwd=tmp, env=_env(60.0), start_new_session=True)
-    deadline = time.time() + 120
-    while not _trainings(tmp) and time.time() < deadline:
-        time.sleep(0.1)
+    job = _start_training_job(tmp, 60.0)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     status_argv = ["status", "table3", "--profile", "smoke", "--results", str(tmp / "results"),
