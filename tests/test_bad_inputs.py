@@ -401,3 +401,33 @@ def test_bad_input(case: Case, shared, tmp_path, monkeypatch):
     assert code == case.code, text
     for needle in case.needles:
         assert needle in text, f"{needle!r} not in:\n{text}"
+
+
+# ---- the DAD-3DHeads reader: every data error names the file and the item --------------------------
+
+DATA_CASES = {
+    "image-corrupt": (lambda d: (d / "images" / "val_001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken"),
+                      ("images/val_001.png", "item val_001", "cannot be decoded")),
+    "image-truncated": (lambda d: (d / "images" / "val_001.png").write_bytes(
+        (d / "images" / "val_001.png").read_bytes()[:60]), ("images/val_001.png", "item val_001")),
+    "annotation-truncated": (lambda d: (d / "annotations" / "val_001.json").write_text('{"vertices": [[0.1'),
+                             ("annotations/val_001.json", "item val_001", "not valid JSON")),
+    "split-entry-a-string": (edit_json("val.json", lambda e: [e[0], "val_001"]),
+                             ("val.json item 1", "expected an object")),
+    "split-bbox-short": (edit_json("val.json", lambda e: [e[0], {**e[1], "bbox": [1, 2]}]),
+                         ("val.json item val_001", "bbox [1, 2] is not [x, y, w, h]")),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_CASES))
+def test_data_errors_name_the_file_and_item(name, shared, tmp_path):
+    from trans3dhead.data import DAD3DHeadsDataset, DatasetError
+    mutate, needles = DATA_CASES[name]
+    split_dir = tmp_path / "val"
+    shutil.copytree(shared["split_dir"], split_dir)
+    mutate(split_dir)
+    with pytest.raises(DatasetError) as caught:
+        dataset = DAD3DHeadsDataset(split_dir, shared["flame"], 64, train=False)
+        dataset[1]
+    for needle in needles:
+        assert needle in str(caught.value)
