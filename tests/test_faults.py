@@ -207,3 +207,36 @@ def test_atomic_writes_keep_the_old_file_and_no_temp_file_on_enospc(tmp_path, mo
     with pytest.raises(atomic.DiskFullError, match=f"writing {path}"):
         write()
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.slow          # real smoke training through the local executor: a minute or more on 2 cores
+def test_kill_9_of_the_submitter_then_rerun_trains_nothing_twice(tmp_path, capsys):
+    argv = ["table3", "--profile", "smoke", "--only", "dad3dnet", "--max-parallel", "1",
+            *[x for k in ("results", "reports", "work", "jobs") for x in (f"--{k}", str(tmp_path / k))]]
+    run_id = load_registry().resolve("dad3dnet", "smoke").run_id
+    work, out = tmp_path / "work" / "smoke" / run_id, store.run_dir(tmp_path / "results", "smoke", run_id)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    submitter = subprocess.Popen([sys.executable, "-m", "experiments.run", *argv], cwd=tmp_path, env=env,
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_pid = None
+    try:
+        deadline = time.time() + 300
+        while (runlock.holder(work) is None or (store.read_meta(out) or {}).get("status") != "running") \
+                and time.time() < deadline:
+            time.sleep(0.2)
+        job_pid = runlock.holder(work)["pid"]
+        os.kill(submitter.pid, signal.SIGKILL)                 # the submitter only: its job lives on
+        submitter.wait()
+        started = store.read_meta(out)["started"]
+        assert run.main([*argv, "--executor", "debug"]) == 3   # the rerun does not train it a second time
+        assert f"running elsewhere: {run_id}" in capsys.readouterr().err
+        deadline = time.time() + 600
+        while runlock.holder(work) is not None and time.time() < deadline:
+            time.sleep(0.5)
+        assert store.read_meta(out)["status"] == "done"
+        assert run.main([*argv, "--executor", "debug"]) == 0   # finished by the orphan: reused
+        assert store.read_meta(out)["started"] == started
+        assert list(store.curve(out)["epoch"]) == [1, 2]
+    finally:
+        if job_pid and runlock.holder(work):
+            os.kill(job_pid, signal.SIGKILL)
