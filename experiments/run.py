@@ -97,10 +97,6 @@ def _corrupt_files(path: Path, evaluations) -> list[str]:
             and (problem := store.evaluation_problem(path, dataset, split))]
 
 
-def _needs_work(run, args) -> bool:
-    return bool(_work_reasons(run, args))
-
-
 def cmd_list(registry) -> int:
     print("Variants:")
     for name, entry in registry.variants.items():
