@@ -22,12 +22,13 @@ from experiments import run, store
 from experiments.registry import REGISTRY_DIR
 from test_benchmark import as_json, submission_from_gt, write_split
 from trans3dhead import benchmark, predict
-from trans3dhead.flame import assets, convert
+from trans3dhead.data.synth import head_model
+from trans3dhead.flame import convert
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.data.synth import generate
 
 MAINS: dict[str, Callable] = {"run": run.main, "benchmark": benchmark.main, "predict": predict.main,
-                              "assets": assets.main, "convert": convert.main, "synth": generate.main}
+                              "head_model": head_model.main, "convert": convert.main, "synth": generate.main}
 
 
 def _bench_main(argv):
@@ -174,6 +175,9 @@ CASES = [
          "--registry {root}/registry", 2, ("train.device is cuda", "gpus_per_node"),
          both(registry_with("profiles", "smoke", "train", {"device": "cuda"}),
               cluster_file("partition: debug\ngpus_per_node: 0\n"))),
+    Case("run-set-unknown-key", "run", f"{DRY} --set train.epoch=3", 2, ("train.epoch", "did you mean")),
+    Case("run-set-switch", "run", f"{DRY} --set model.qamem=none", 2, ("model.qamem",)),
+    Case("run-set-negative-size", "run", f"{DRY} --set data.image_size=-16", 2, ("data.image_size=-16",)),
     # ---- experiments.run: registry values -----------------------------------------------------------
     Case("run-nheads-zero", "run", f"{DRY} --registry {{root}}/registry", 2, ("nheads=0",),
          registry_with("profiles", "smoke", "model", {"nheads": 0})),
@@ -334,10 +338,11 @@ CASES = [
          ("--out", "face.png is not a folder"), image()),
     Case("predict-bbox-three-numbers", "predict", "{root}/none.pt {root}/face.png --out {root}/o --bbox 1 2 3", 2,
          ("--bbox", "expected 4 arguments"), image()),
-    # ---- flame assets / convert -------------------------------------------------------------------
-    Case("assets-out-a-file", "assets", "--out {root}/file", 2, ("--out", "file is not a folder"), write("file", "x")),
-    Case("assets-seed-negative", "assets", "--out {root}/a --seed -1", 2, ("--seed=-1",)),
-    Case("assets-out-missing-arg", "assets", "--seed 1", 2, ("--out", "required")),
+    # ---- head model assets / flame convert --------------------------------------------------------
+    Case("head-model-out-a-file", "head_model", "--out {root}/file", 2, ("--out", "file is not a folder"),
+         write("file", "x")),
+    Case("head-model-seed-negative", "head_model", "--out {root}/a --seed -1", 2, ("--seed=-1",)),
+    Case("head-model-out-missing-arg", "head_model", "--seed 1", 2, ("--out", "required")),
     Case("convert-src-missing", "convert", "--src {root}/none.pkl --static-dir {root} --out {root}/o", 2,
          ("--src", "none.pkl is not a file")),
     Case("convert-src-not-a-pickle", "convert", "--src {root}/model.pkl --static-dir {root} --out {root}/o", 2,
