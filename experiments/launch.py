@@ -19,7 +19,7 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from experiments import store
+from experiments import runlock, store
 from experiments.registry import ResolvedRun
 from trans3dhead.config import RunConfig
 
@@ -49,6 +49,17 @@ class RunJob:
         return Path(self.work_root) / self.profile / self.run_id
 
     def __call__(self) -> str:
+        """Trains and evaluates under the run's lock: a second job on the same run (another submitter,
+        or a rerun while the killed submitter's jobs live on) waits, then reuses what the first finished."""
+        def waiting(holder: dict) -> None:
+            print(f"{self.run_id}: running elsewhere ({runlock.describe(holder)}); waiting for it", flush=True)
+
+        with runlock.hold(self.work_dir, on_wait=waiting):
+            if not store.run_problems(self.result_dir, self.evaluations):
+                return self.run_id
+            return self._train_and_evaluate()
+
+    def _train_and_evaluate(self) -> str:
         # Imported here: the dispatcher itself should not pay for torch model code.
         from trans3dhead.engine import evaluate, train
 
@@ -84,8 +95,11 @@ class RunJob:
                               best_val_nme=summary["best_val_nme"], **({"trunk": summary["trunk"]} if summary.get("trunk") else {}),
                               **({**training, "finished": _now(), "date": _now()[:10]} if trained_by_this_job else {}))
         except Exception as err:
-            store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
-                              traceback=traceback.format_exc(limit=8), finished=_now())
+            try:
+                store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
+                                  traceback=traceback.format_exc(limit=8), finished=_now())
+            except OSError:     # the disk is full: the lock is released anyway, so `status` calls it dead
+                pass
             raise
         except KeyboardInterrupt:       # cancelled (Ctrl-C on the submitter, scancel): resumable, not failed
             store.update_meta(out, status="interrupted", finished=_now())
@@ -199,7 +213,10 @@ def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
     """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
     meta = store.read_meta(job.result_dir) or {}
     if meta.get("status") not in ("failed", "interrupted"):
-        store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        try:
+            store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        except OSError:         # a full disk: keep waiting for the other jobs; `status` shows this one dead
+            pass
 
 
 def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dict | None = None,

@@ -241,6 +241,16 @@ class Registry:
         path = Path(path)
         data = _read_yaml(path)
         _unknown(data, CLUSTER_KEYS, f"cluster file {path}")
+        for key in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism"):
+            value = data.get(key)
+            smallest = 0 if key == "gpus_per_node" else 1
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < smallest):
+                raise RegistryError(f"cluster file {path}: {key}={value!r} must be a number >= {smallest}")
+        for key in ("partition", "account", "qos", "constraint"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise RegistryError(f"cluster file {path}: {key}={data[key]!r} must be a name")
+        if not isinstance(data.get("setup") or [], list) or not isinstance(data.get("additional_parameters") or {}, dict):
+            raise RegistryError(f"cluster file {path}: setup must be a list of lines and additional_parameters a mapping")
         return data
 
 

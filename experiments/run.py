@@ -4,21 +4,24 @@
                                      [--seeds K] [--force] [--dry-run] [--set SECTION.KEY=VALUE ...]
     python -m experiments.run all | list | status [TABLE] | report [TABLE] [--check]
 
-Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad input (nothing submitted).
+Exit codes: 0 done, 1 some runs failed (the others are still reported), 2 bad input or a failed preflight
+(nothing submitted), 3 some runs are being trained by another job (``status`` names it; rerun later).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import signal
 import sys
 import warnings
 from pathlib import Path
 
-from experiments import launch, store
+from experiments import launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
+from trans3dhead.atomic import describe_os_error, folder_problem
 from trans3dhead.config import ConfigError, did_you_mean
 
 COMMANDS = ("list", "status", "report")
@@ -60,12 +63,38 @@ def _status_of(run_path: Path) -> tuple[str, str]:
     return meta.get("status", "missing"), meta.get("error", "")
 
 
-def _needs_work(run, args) -> bool:
-    path = store.run_dir(args.results, args.profile, run.run_id)
-    status, _ = _status_of(path)
-    if status != "done":
-        return True
-    return not all(store.has_evaluation(path, d, s) for d, s in run.evaluations)
+def _work_dir(run, args) -> Path:
+    return args.work / args.profile / run.run_id
+
+
+def _live_status(run, args) -> tuple[str, str]:
+    """The stored status, checked against the run's lock: a 'running' run whose lock is free has no live
+    job (killed, or its host went down); a held lock is a live job whatever the store says."""
+    status, error = _status_of(store.run_dir(args.results, args.profile, run.run_id))
+    holder = runlock.holder(_work_dir(run, args))
+    if holder is not None:
+        return "running", f"live job: {runlock.describe(holder)}"
+    if status == "running":
+        meta = store.read_meta(store.run_dir(args.results, args.profile, run.run_id)) or {}
+        if meta.get("host") not in (None, platform.node()):      # its lock may live on that host's disk
+            return status, f"on {meta.get('host')} (pid {meta.get('pid', '?')}): not verifiable from here"
+        return "dead", (f"its job ({runlock.describe(meta)}) ended without finishing (killed, or its disk "
+                        "filled up); rerun the same command to resume it from its checkpoint")
+    return status, error
+
+
+def _work_reasons(run, args) -> list[str]:
+    """Why ``run`` must be (re)done: not finished, or a stored result that does not parse or validate."""
+    return store.run_problems(store.run_dir(args.results, args.profile, run.run_id), run.evaluations)
+
+
+def _corrupt_files(path: Path, evaluations) -> list[str]:
+    """The stored files of a run that exist but do not parse or validate."""
+    if (path / "meta.json").is_file() and store.read_meta(path) is None:
+        return [f"{path / 'meta.json'} is corrupt"]
+    return [problem for dataset, split in evaluations
+            if (path / f"eval-{store.eval_name(dataset, split)}.json").is_file()
+            and (problem := store.evaluation_problem(path, dataset, split))]
 
 
 def cmd_list(registry) -> int:
@@ -86,7 +115,9 @@ def cmd_status(registry, args) -> int:
     counts: dict[str, int] = {}
     for run in runs:
         path = store.run_dir(args.results, args.profile, run.run_id)
-        status, error = _status_of(path)
+        status, error = _live_status(run, args)
+        if status in ("done", "missing") and (reasons := _corrupt_files(path, run.evaluations)):
+            status, error = "broken", "; ".join(reasons) + " (the next run of its table redoes it)"
         counts[status] = counts.get(status, 0) + 1
         meta = store.read_meta(path) or {}
         log = meta.get("log") or meta.get("log_dir") or "-"
@@ -101,6 +132,8 @@ def cmd_report(registry, args) -> int:
     tables = [args.table] if args.table else list(registry.tables)
     for table in tables:
         registry.table(table)
+    if problem := folder_problem(args.reports, "--reports"):
+        raise UsageError(problem)
     if args.check:
         problems = report.check_reports(registry, args.profile, args.results, args.reports, args.overrides)
         for problem in problems:
@@ -127,6 +160,8 @@ def _only(runs: list, only: str | None, target: str) -> list:
 def cmd_run(registry, args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds={args.seeds}: use 1 or more")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UsageError(f"--max-parallel={args.max_parallel}: use 1 or more (or leave it out: one job per core or GPU)")
     cluster = None
     if args.executor == "slurm":
         if args.cluster is None:
@@ -137,21 +172,46 @@ def cmd_run(registry, args) -> int:
     elif args.cluster is not None:
         raise UsageError("--cluster only applies to --executor slurm")
     runs = _only(registry.plan(args.target, args.profile, args.seeds, args.overrides), args.only, args.target)
-    todo = [r for r in runs if args.force or _needs_work(r, args)]
+    reasons = {run.run_id: ["--force"] if args.force else _work_reasons(run, args) for run in runs}
+    # One run, one owner: a run whose lock a live job holds (another submitter's, or the jobs of a killed
+    # one) is neither submitted nor deleted by --force here.
+    elsewhere = {run.run_id: holder for run in runs if (holder := runlock.holder(_work_dir(run, args)))}
+    todo = [r for r in runs if reasons[r.run_id] and r.run_id not in elsewhere]
+    problems = preflight.check(todo, args.executor, cluster, args.cluster,
+                               {"--results": args.results, "--work": args.work, "--jobs": args.jobs,
+                                "--reports": args.reports} if todo else {})
     if args.dry_run:
         with_set = f", {describe(args.overrides)}" if args.overrides else ""
         print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s){with_set}): {len(runs)} runs, "
-              f"{len(runs) - len(todo)} reused, {len(todo)} to run")
+              f"{len(runs) - len(todo) - len(elsewhere)} reused, {len(todo)} to run"
+              + (f", {len(elsewhere)} running elsewhere" if elsewhere else ""))
         for run in runs:
-            mark = "run " if run in todo else "done"
+            mark = "busy" if run.run_id in elsewhere else "run " if run in todo else "done"
             d, t = run.config.data, run.config.train
             images = t.epochs * (d.n_train // t.batch_size) * t.batch_size
             print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
                   f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, evals {list(run.evaluations)}")
+            why = (f"running elsewhere ({runlock.describe(elsewhere[run.run_id])})" if run.run_id in elsewhere
+                   else "; ".join(r for r in reasons[run.run_id] if r != "not run yet"))
+            if why:
+                print(f"         {why}")
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"preflight: {len(problems)} problem(s); nothing was submitted", file=sys.stderr)
+        return 2
+    if args.dry_run:
         return 0
+    for run in runs:
+        if run.run_id in elsewhere:
+            print(f"running elsewhere: {run.run_id} ({runlock.describe(elsewhere[run.run_id])}); not submitted "
+                  "again, rerun when it has finished", file=sys.stderr)
+        elif run in todo and reasons[run.run_id][0] not in ("not run yet", "--force") \
+                and not reasons[run.run_id][0].startswith("status "):
+            print(f"redo {run.run_id}: {'; '.join(reasons[run.run_id])}", file=sys.stderr)
     if args.force:
         for run in todo:
-            shutil.rmtree(args.work / args.profile / run.run_id, ignore_errors=True)
+            shutil.rmtree(_work_dir(run, args), ignore_errors=True)
             shutil.rmtree(store.run_dir(args.results, args.profile, run.run_id), ignore_errors=True)
     jobs = launch.make_jobs(todo, args.results, args.work)
     errors = launch.dispatch(jobs, args.executor, args.jobs / args.profile, cluster=cluster,
@@ -162,7 +222,7 @@ def cmd_run(registry, args) -> int:
     from experiments import report
     for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
         print(f"wrote {path}")
-    return 1 if errors else 0
+    return 1 if errors else 3 if elsewhere else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryError, ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:          # a full disk, a read-only or missing folder: the path, not a traceback
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
 
 
 def _interrupt(signum, frame):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from trans3dhead.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (the store's writers)
 
 EFFICIENCY_COLUMNS = ("params", "flops", "fps_b1", "fps_b32", "peak_mem_b1_mb", "peak_mem_b32_mb", "train_wall_s")
 METRIC_COLUMNS = ("nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll", "mean_face_nme")
@@ -27,27 +29,11 @@ class CorruptResultWarning(UserWarning):
     """A result file could not be read; collect() skips it and says which."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class CorruptResultError(ValueError):
+    """A result file does not parse or has the wrong shape; the message names the file."""
 
 
-def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+RUN_STATUSES = ("done", "failed", "interrupted", "queued", "running", "missing")
 
 
 def code_version() -> str:
@@ -72,13 +58,29 @@ def eval_name(dataset: str, split: str) -> str:
 
 
 def read_meta(path: Path) -> dict | None:
+    """The run's meta.json, or None when it is missing or unusable (a warning names the file)."""
+    file = Path(path) / "meta.json"
     try:
-        return json.loads((Path(path) / "meta.json").read_text())
-    except FileNotFoundError:
+        meta = json.loads(file.read_text())
+        _check_meta(meta)
+        return meta
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        warnings.warn(f"{Path(path) / 'meta.json'} is corrupt ({err}); ignored", CorruptResultWarning)
+    except (json.JSONDecodeError, UnicodeDecodeError, CorruptResultError) as err:
+        warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)
         return None
+
+
+def _check_meta(meta: object) -> None:
+    if not isinstance(meta, dict):
+        raise CorruptResultError(f"expected an object, got {type(meta).__name__}")
+    if meta.get("status", "missing") not in RUN_STATUSES:
+        raise CorruptResultError(f"status {meta.get('status')!r} is not one of {list(RUN_STATUSES)}")
+    variants = meta.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise CorruptResultError(f"variants {variants!r} is not a list of names")
+    if not isinstance(meta.get("error", ""), str):
+        raise CorruptResultError(f"error {meta.get('error')!r} is not a string")
 
 
 def write_meta(path: Path, meta: dict) -> None:
@@ -119,8 +121,65 @@ def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_
                                                    "efficiency": efficiency, "code_version": code_version})
 
 
+def _is_number(value: object) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def load_evaluation(file: Path) -> dict:
+    """An ``eval-*.json`` checked for shape: dataset and split names, numeric aggregate / efficiency."""
+    try:
+        data = json.loads(Path(file).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptResultError(f"{file} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CorruptResultError(f"{file}: expected an object, got {type(data).__name__}")
+    for key in ("dataset", "split"):
+        if not isinstance(data.get(key), str):
+            raise CorruptResultError(f"{file}: '{key}' is {data.get(key)!r}, expected a name")
+    for key in ("aggregate", "efficiency"):
+        section = data.get(key) if key == "aggregate" else (data.get(key) or {})
+        if not isinstance(section, dict):
+            raise CorruptResultError(f"{file}: '{key}' is {type(section).__name__}, expected an object of numbers")
+        wrong = {k: v for k, v in section.items() if (k in METRIC_COLUMNS or k in EFFICIENCY_COLUMNS)
+                 and not _is_number(v)}
+        if wrong:
+            raise CorruptResultError(f"{file}: '{key}' holds non-numbers {wrong}")
+    return data
+
+
+def evaluation_problem(path: Path, dataset: str, split: str) -> str | None:
+    """Why the stored evaluation cannot be used (missing, unparsable, wrong shape), or None when it can."""
+    name = eval_name(dataset, split)
+    file, table = Path(path) / f"eval-{name}.json", Path(path) / f"eval-{name}.csv"
+    if not file.is_file():
+        return f"{file.name} is missing"
+    try:
+        data = load_evaluation(file)
+        if (data["dataset"], data["split"]) != (dataset, split):
+            return f"{file} holds {data['dataset']}/{data['split']}, not {dataset}/{split}"
+        _read_per_sample(table)
+    except CorruptResultError as err:
+        return str(err)
+    return None
+
+
 def has_evaluation(path: Path, dataset: str, split: str) -> bool:
-    return (Path(path) / f"eval-{eval_name(dataset, split)}.json").is_file()
+    """True when the evaluation is stored and readable (a corrupt one counts as missing: it is redone)."""
+    return evaluation_problem(path, dataset, split) is None
+
+
+def run_problems(path: Path, evaluations) -> list[str]:
+    """What keeps a run from counting as finished: its status, each unusable evaluation, a corrupt curve."""
+    meta = read_meta(path)
+    if meta is None:
+        corrupt = (Path(path) / "meta.json").is_file()
+        return [f"{Path(path) / 'meta.json'} is corrupt" if corrupt else "not run yet"]
+    if meta.get("status") != "done":
+        return [f"status {meta.get('status', 'missing')}"]
+    problems = [p for d, s in evaluations if (p := evaluation_problem(path, d, s))]
+    if (Path(path) / "curve.csv").is_file() and curve(path) is None:
+        problems.append(f"{Path(path) / 'curve.csv'} is corrupt")
+    return problems
 
 
 def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
@@ -142,14 +201,18 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
             rows.append({**common, "dataset": None, "split": None})
         for eval_file in evals:
             try:
-                data = json.loads(eval_file.read_text())
-                row = {**common, "dataset": data["dataset"], "split": data["split"],
-                       "eval_code_version": data.get("code_version") or meta.get("code_version")}
-                row.update({k: v for k, v in data["aggregate"].items() if k in METRIC_COLUMNS})
-                row.update({k: v for k, v in (data.get("efficiency") or {}).items() if k in EFFICIENCY_COLUMNS})
-                rows.append(row)
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+                data = load_evaluation(eval_file)
+                problem = evaluation_problem(path, data["dataset"], data["split"])
+                if problem:
+                    raise CorruptResultError(problem)
+            except CorruptResultError as err:
                 warnings.warn(f"{eval_file} is corrupt or partial ({err}); ignored", CorruptResultWarning)
+                continue
+            row = {**common, "dataset": data["dataset"], "split": data["split"],
+                   "eval_code_version": data.get("code_version") or meta.get("code_version")}
+            row.update({k: v for k, v in data["aggregate"].items() if k in METRIC_COLUMNS})
+            row.update({k: v for k, v in (data.get("efficiency") or {}).items() if k in EFFICIENCY_COLUMNS})
+            rows.append(row)
     columns = ["run_id", "variants", "seed", "profile", "benchmark", "dataset", "split", "status", "error",
                *METRIC_COLUMNS, *EFFICIENCY_COLUMNS, "code_version", "eval_code_version", "device", "date", "path"]
     frame = pd.DataFrame(rows)
@@ -159,30 +222,68 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
     return frame[columns]
 
 
+def _read_per_sample(file: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(file)
+    except FileNotFoundError:
+        raise CorruptResultError(f"{file} is missing") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CorruptResultError(f"{file} does not parse ({err})") from None
+    if "item_id" not in frame:
+        raise CorruptResultError(f"{file} has no item_id column")
+    return frame
+
+
 def per_sample(path: Path, dataset: str, split: str) -> pd.DataFrame:
-    return pd.read_csv(Path(path) / f"eval-{eval_name(dataset, split)}.csv")
+    return _read_per_sample(Path(path) / f"eval-{eval_name(dataset, split)}.csv")
 
 
 def curve(path: Path) -> pd.DataFrame | None:
+    """The validation curve, or None when there is none or it does not parse (a warning names it)."""
     file = Path(path) / "curve.csv"
-    return pd.read_csv(file) if file.is_file() else None
+    if not file.is_file():
+        return None
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)
+        return None
+    if "val_nme" not in frame or not all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame):
+        warnings.warn(f"{file} is corrupt (non-numeric columns or no val_nme); ignored", CorruptResultWarning)
+        return None
+    return frame
 
 
 def marr(path: Path, dataset: str, split: str) -> dict | None:
     file = Path(path) / f"marr-{eval_name(dataset, split)}.npz"
     if not file.is_file():
         return None
-    with np.load(file, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)
+        return None
 
 
 def predictions(path: Path, dataset: str, split: str) -> dict | None:
     file = Path(path) / f"predictions-{eval_name(dataset, split)}.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+    return _read_json_object(file)
 
 
 def images(path: Path, dataset: str, split: str) -> dict | None:
     """Per item id: ``path`` of its image, the evaluation crop (``crop_origin``, ``crop_scale``,
     ``input_size``: original px = crop units * input_size * crop_scale + crop_origin) and ``bbox``."""
-    file = Path(path) / f"images-{eval_name(dataset, split)}.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+    return _read_json_object(Path(path) / f"images-{eval_name(dataset, split)}.json")
+
+
+def _read_json_object(file: Path) -> dict | None:
+    """A JSON object file, or None when it is missing or not one (a warning names a corrupt file)."""
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)
+        return None
+    return data if isinstance(data, dict) else None

@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from trans3dhead import metrics
+from trans3dhead.atomic import atomic_write_text, describe_os_error
 from trans3dhead.flame.topology import FlameTopology, load_topology
 from trans3dhead.geometry import project_official, rotation_from_model_view
 
@@ -38,6 +39,31 @@ class ScoreResult:
     problems: list[str] = field(default_factory=list)
 
 
+def _non_finite_reason(gt: dict, pred: dict[str, np.ndarray]) -> str:
+    bbox = np.asarray(gt.get("bbox", [0, 0, 0, 0]), dtype=np.float64).ravel()
+    if bbox.size == 4 and not (bbox[2] > 0 and bbox[3] > 0):
+        return f"the ground-truth bbox {bbox.tolist()} has no area"
+    largest = max(float(np.abs(v).max()) for v in pred.values())
+    return f"the prediction overflows (largest value {largest:.3g})" if largest > 1e150 else "degenerate input"
+
+
+class InputFileError(ValueError):
+    """A --gt / --pred file that cannot be read at all (the CLI exits with status 2)."""
+
+
+def _load_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputFileError(f"{what} file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{what} file {path} is not valid JSON ({err})") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{what} file {path} is a folder, not a JSON file") from None
+    except OSError as err:
+        raise InputFileError(f"{what} file {path} cannot be read ({err.strerror or err})") from None
+
+
 def make_gt(split_dir: str | Path) -> list[dict]:
     """The official ``generate_gt`` list from a DAD-3DHeads-layout split with annotations (facts section 2).
 
@@ -50,20 +76,31 @@ def make_gt(split_dir: str | Path) -> list[dict]:
     if not split_file.is_file():
         raise FileNotFoundError(f"{split_file} is missing: --split-dir must be a DAD-3DHeads split folder")
     items = []
-    for position, entry in enumerate(json.loads(split_file.read_text())):
+    entries = _load_json(split_file, "split")
+    if not isinstance(entries, list):
+        raise InputFileError(f"split file {split_file}: expected a list of items, got {type(entries).__name__}")
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InputFileError(f"split file {split_file} entry {position}: expected an object, "
+                                 f"got {type(entry).__name__}")
         missing = [key for key in ("item_id", "annotation_path", "img_path", "bbox") if key not in entry]
         if missing:
-            raise KeyError(f"{split_file} entry {position} lacks {missing}")
+            raise InputFileError(f"split file {split_file} entry {position} lacks {missing}")
         item_id = entry["item_id"]
-        ann_path = split_dir / entry["annotation_path"]
+        ann_path = split_dir / str(entry["annotation_path"])
         if not ann_path.is_file():
             raise FileNotFoundError(f"annotation {ann_path} of item {item_id} is missing (a test split has none)")
-        ann = json.loads(ann_path.read_text())
-        missing = [key for key in ("vertices", "model_view_matrix", "projection_matrix") if key not in ann]
+        ann = _load_json(ann_path, f"annotation of item {item_id}:")
+        missing = [key for key in ("vertices", "model_view_matrix", "projection_matrix")
+                   if not isinstance(ann, dict) or key not in ann]
         if missing:
-            raise KeyError(f"annotation {ann_path} of item {item_id} lacks {missing}")
-        with Image.open(split_dir / entry["img_path"]) as image:     # header only
-            height = image.height
+            raise InputFileError(f"annotation {ann_path} of item {item_id} lacks {missing}")
+        image_path = split_dir / str(entry["img_path"])
+        try:
+            with Image.open(image_path) as image:     # header only
+                height = image.height
+        except (OSError, ValueError) as err:
+            raise InputFileError(f"image {image_path} of item {item_id} is missing or not an image ({err})") from None
         items.append({"id": item_id, "bbox": entry["bbox"], "vertices": ann["vertices"],
                       "model_view_matrix": ann["model_view_matrix"], "projection_matrix": ann["projection_matrix"],
                       "image_height": height, "attributes": entry.get("attributes", {})})
@@ -139,10 +176,18 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
                 row["error"] = error
             else:
                 try:
-                    row.update(score_item(gt, pred, topology, z5_mode))
+                    with np.errstate(all="ignore"):         # overflow shows as a non-finite value, named below
+                        values = score_item(gt, pred, topology, z5_mode)
                 except (KeyError, TypeError, IndexError, ValueError, np.linalg.LinAlgError) as err:
                     # A malformed GT item (or a degenerate one) is reported like a bad prediction.
                     row["error"] = f"{item_id}: scoring failed ({type(err).__name__}: {err})"
+                else:
+                    # A finite submission can still overflow a metric (landmarks of 1e308) or meet a
+                    # degenerate GT (a zero-size box): that metric is left out of its mean, and said so.
+                    bad = [m for m, v in values.items() if not np.isfinite(v)]
+                    row.update({m: (np.nan if m in bad else v) for m, v in values.items()})
+                    if bad:
+                        row["error"] = f"{item_id}: {', '.join(bad)} not finite ({_non_finite_reason(gt, pred)})"
         if row["error"]:
             problems.append(row["error"])
         rows.append(row)
@@ -151,19 +196,6 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
     result["n_items"] = len(gt_items)
     result["n_problems"] = len(problems)
     return ScoreResult(result, per_item, problems)
-
-
-class InputFileError(ValueError):
-    """A --gt / --pred file that cannot be read at all (the CLI exits with status 2)."""
-
-
-def _load_json(path: Path, what: str) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputFileError(f"{what} file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(f"{what} file {path} is not valid JSON ({err})") from None
 
 
 def _default_flame_dir(gt_path: Path) -> Path:
@@ -192,12 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "make-gt":
         try:
             items = make_gt(args.split_dir)
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:     # OSError: unreadable image too
-            print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        except (OSError, InputFileError) as err:
+            print(f"error: {err}", file=sys.stderr)
             return 2
-        args.out.write_text(json.dumps(items))
-        print(f"wrote {len(items)} GT items to {args.out}")
-        return 0
+        return _write_output(args.out, json.dumps(items), f"wrote {len(items)} GT items to {args.out}")
 
     try:
         gt_items = _load_json(args.gt, "ground-truth")
@@ -206,28 +236,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not isinstance(gt_items, list) or not isinstance(submission, dict):
-        print("error: --gt must hold a list of items and --pred an object keyed by item_id", file=sys.stderr)
+        print(f"error: --gt {args.gt} must hold a list of items and --pred {args.pred} an object keyed by item_id",
+              file=sys.stderr)
+        return 2
+    malformed = [i for i, item in enumerate(gt_items) if not isinstance(item, dict) or "id" not in item]
+    if malformed:
+        print(f"error: ground-truth file {args.gt}: item(s) at position {malformed[:5]} are not objects with an "
+              "'id' (make it with python -m trans3dhead.benchmark make-gt)", file=sys.stderr)
         return 2
     flame_dir = args.flame_dir or _default_flame_dir(args.gt)
     try:
         topology = load_topology(flame_dir)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err} (pass --flame-dir)", file=sys.stderr)
         return 2
     result = score(gt_items, submission, topology, z5_mode=args.z5_mode)
-    table = pd.DataFrame([{m: result.aggregate[m] for m in DAD_METRICS}
-                          | {"scored": result.aggregate["nme_n"], "items": result.aggregate["n_items"]}])
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    # Each metric's own count: an item can fail one metric (an overflow) and be scored by the others.
+    table = pd.DataFrame({m: [result.aggregate[m], result.aggregate[f"{m}_n"]] for m in DAD_METRICS},
+                         index=["mean", f"items averaged (of {result.aggregate['n_items']})"])
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     for problem in result.problems:
         print(f"problem: {problem}", file=sys.stderr)
     if args.out:
         # NaN (nothing scored) becomes null: strict JSON, readable by any tool.
         aggregate = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in result.aggregate.items()}
-        args.out.write_text(json.dumps({"aggregate": aggregate, "problems": result.problems,
-                                        "per_item": json.loads(result.per_item.to_json(orient="records"))}, indent=1))
+        text = json.dumps({"aggregate": aggregate, "problems": result.problems,
+                           "per_item": json.loads(result.per_item.to_json(orient="records"))}, indent=1)
+        if _write_output(args.out, text, f"wrote {args.out}"):
+            return 1
     if result.problems and not args.allow_missing:
         print(f"{len(result.problems)} item(s) could not be scored; fix them or pass --allow-missing", file=sys.stderr)
         return 1
+    if result.problems:
+        counts = ", ".join(f"{m} {result.aggregate[f'{m}_n']} of {result.aggregate['n_items']}" for m in DAD_METRICS)
+        print(f"--allow-missing: each mean is over its scored items only ({counts})", file=sys.stderr)
+    return 0
+
+
+def _write_output(path: Path, text: str, done: str) -> int:
+    """Writes a CLI output file atomically; a bad path is an error naming it (exit 1), not a traceback."""
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        print(f"error: cannot write {path}: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+    print(done)
     return 0
 
 

@@ -95,6 +95,13 @@ class ModelConfig:
         if unknown or "3dmm" not in self.branches:
             raise ConfigError(
                 f"model.branches={list(self.branches)}: use [landmark, 3dmm] or [3dmm] (only-3DMM)")
+        from trans3dhead.models.backbone import _STAGE_CHANNELS     # the trunks the model can build
+        _check_choice("model.backbone", self.backbone, tuple(_STAGE_CHANNELS))
+        for name in ("d_model", "nheads", "dim_feedforward", "neck_channels", "bifpn_layers", "head_hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)}: must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout={self.dropout}: use 0 <= dropout < 1")
         if self.d_model % self.nheads:
             raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.nheads={self.nheads}")
 
@@ -134,8 +141,15 @@ class DataConfig:
 
     def validate(self) -> None:
         _check_choice("data.benchmark", self.benchmark, BENCHMARKS)
-        if self.image_size % 16:
-            raise ConfigError(f"data.image_size={self.image_size}: must be a multiple of 16")
+        if self.image_size < 16 or self.image_size % 16:
+            raise ConfigError(f"data.image_size={self.image_size}: must be a positive multiple of 16")
+        if self.render_size < 16:
+            raise ConfigError(f"data.render_size={self.render_size}: must be >= 16 pixels")
+        for name, smallest in (("n_train", 1), ("n_val", 1), ("n_test", 0), ("n_aflw", 0), ("num_workers", 0)):
+            if getattr(self, name) < smallest:
+                raise ConfigError(f"data.{name}={getattr(self, name)}: must be >= {smallest}")
+        if not self.root:
+            raise ConfigError("data.root is empty: name the dataset folder (SynthHeads: where to cache it)")
 
 
 @dataclass(frozen=True)
@@ -161,11 +175,16 @@ class TrainConfig:
         _check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("train.epochs and train.batch_size must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr={self.lr} must be > 0")
+        if not 0 < self.lr < float("inf"):
+            raise ConfigError(f"train.lr={self.lr} must be a finite number > 0")
+        for name in ("backbone_lr_mult", "weight_decay", "warmup_steps", "grad_clip"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be a finite number >= 0")
         if self.schedule == "step" and not 1 <= self.lr_drop_epoch <= self.epochs:
             raise ConfigError(f"train.lr_drop_epoch={self.lr_drop_epoch}: the step schedule drops the lr at an "
                               f"epoch in 1..train.epochs={self.epochs} (the paper: 240 of 360)")
+        if self.eval_every < 1:
+            raise ConfigError(f"train.eval_every={self.eval_every} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -179,6 +198,9 @@ class RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        for name, weight in dataclasses.asdict(self.loss).items():
+            if isinstance(weight, float) and not 0 <= weight < float("inf"):
+                raise ConfigError(f"loss.{name}={weight} must be a finite number >= 0")
         if self.model.arch == "dad3dnet" and self.model.branches != ("landmark", "3dmm"):
             raise ConfigError("model.branches applies to trans3dhead only; remove it from the dad3dnet variant")
         return self

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from trans3dhead.atomic import describe_os_error, folder_problem
 from trans3dhead.data import flame_dir_for
 from trans3dhead.data.transforms import crop_geometry, crop_image, jittered_crop
 from trans3dhead.engine.batches import autocast, crop_units_to_original, posed_to_original
@@ -46,20 +47,64 @@ def draw(path: Path, image: Image.Image, landmarks: np.ndarray, rotation: np.nda
     plt.close(fig)
 
 
+class PredictInputError(ValueError):
+    """An input image, box or device that cannot be used; the message names it."""
+
+
+def _read_image(path: Path, decode: bool = True) -> Image.Image:
+    """The RGB image, or (``decode=False``) just its header, for checking every input before any work."""
+    if not path.is_file():
+        raise PredictInputError(f"image {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        with Image.open(path) as raw:
+            return raw.convert("RGB") if decode else raw
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise PredictInputError(f"image {path} is not a readable image ({err})") from None
+
+
+def _check_box(bbox: list[float] | None, image: Image.Image, path: Path) -> np.ndarray:
+    """The head box (default: the whole image); it must have an area and overlap the image."""
+    if not bbox:
+        return np.asarray([0, 0, image.width, image.height], dtype=np.float64)
+    x, y, w, h = box = np.asarray(bbox, dtype=np.float64)
+    if not np.isfinite(box).all() or w <= 0 or h <= 0:
+        raise PredictInputError(f"--bbox {bbox}: width and height must be finite and > 0")
+    if x >= image.width or y >= image.height or x + w <= 0 or y + h <= 0:
+        raise PredictInputError(f"--bbox {bbox} lies outside {path} ({image.width}x{image.height} pixels)")
+    return box
+
+
+def check_device(device: str) -> None:
+    """``auto``, ``cpu`` or a visible CUDA device; anything else is an error naming it."""
+    try:
+        parsed = torch.device(device) if device != "auto" else None
+    except RuntimeError:
+        raise PredictInputError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if parsed is None or parsed.type == "cpu":
+        return
+    if parsed.type != "cuda":
+        raise PredictInputError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    visible = torch.cuda.device_count()
+    if (parsed.index or 0) >= visible:
+        raise PredictInputError(f"--device {device}: {visible} CUDA device(s) visible here; use auto or cpu")
+
+
 @torch.no_grad()
 def predict(checkpoint: Path, images: list[Path], out: Path, bbox: list[float] | None = None,
             device: str = "auto") -> list[Path]:
+    check_device(device)
+    if problem := folder_problem(out, "--out"):
+        raise PredictInputError(problem)
+    for path in images:             # every input checked before the model loads and anything is written
+        _check_box(bbox, _read_image(path, decode=False), path)
     model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, device=device)
     faces = load_topology(flame_dir_for(data_cfg)).faces
     size = data_cfg.image_size
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in images:
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        with Image.open(path) as raw:
-            image = raw.convert("RGB")
-        box = np.asarray(bbox if bbox else [0, 0, image.width, image.height], dtype=np.float64)
+        image = _read_image(path)
+        box = _check_box(bbox, image, path)
         crop = jittered_crop(box, image.width, image.height, size, None)
         batch = {"image": crop_image(image, crop)[None], **{k: v[None] for k, v in crop_geometry(crop).items()}}
         with autocast(dev, bf16):
@@ -89,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = predict(args.checkpoint, args.images, args.out, args.bbox, args.device)
-    except (CheckpointError, FileNotFoundError) as err:
+    except (CheckpointError, PredictInputError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:                  # --out read-only, not a folder, or the disk full
+        print(f"error: cannot write the results: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     print(f"wrote {len(files)} files to {args.out}")
     return 0
 

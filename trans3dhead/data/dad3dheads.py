@@ -43,6 +43,9 @@ class DAD3DHeadsDataset(Dataset):
         if not isinstance(self.entries, list):
             raise DatasetError(f"{self.split_dir / f'{self.split}.json'}: expected a list of items")
         for i, entry in enumerate(self.entries):
+            if not isinstance(entry, dict):
+                raise DatasetError(f"{self.split_dir / f'{self.split}.json'} item {i}: expected an object, "
+                                   f"got {type(entry).__name__}")
             missing = {"item_id", "img_path", "bbox"} - set(entry)
             if missing:
                 raise DatasetError(f"{self.split_dir / f'{self.split}.json'} item {i} lacks {sorted(missing)}")
@@ -64,7 +67,7 @@ class DAD3DHeadsDataset(Dataset):
     def annotation(self, index: int) -> dict[str, np.ndarray]:
         if index not in self._annotations:
             path = self.split_dir / self.entries[index]["annotation_path"]
-            raw = _read_json(path, "annotation")
+            raw = _read_json(path, f"annotation of item {self.entries[index]['item_id']}:")
             try:
                 ann = {"vertices": np.asarray(raw["vertices"], dtype=np.float64),
                        "model_view": np.asarray(raw["model_view_matrix"], dtype=np.float64),
@@ -85,13 +88,23 @@ class DAD3DHeadsDataset(Dataset):
         path = self.image_path(index)
         if not path.is_file():
             raise DatasetError(f"image {path} is missing (listed in {self.split}.json)")
-        return Image.open(path)
+        try:
+            return Image.open(path)
+        except (OSError, ValueError) as err:
+            raise DatasetError(self._undecodable(index, err)) from None
+
+    def _undecodable(self, index: int, err: Exception) -> str:
+        return (f"image {self.image_path(index)} of item {self.entries[index]['item_id']} cannot be decoded "
+                f"({err}); re-download or regenerate it")
 
     def _rgb_image(self, index: int) -> Image.Image:
         if index in self._images:
             return self._images[index]
-        with self._open_image(index) as image:
-            rgb = image.convert("RGB")
+        try:
+            with self._open_image(index) as image:
+                rgb = image.convert("RGB")
+        except OSError as err:        # a truncated image fails only when decoded
+            raise DatasetError(self._undecodable(index, err)) from None
         if self.cache_in_memory:
             self._images[index] = rgb
         return rgb
@@ -115,7 +128,11 @@ class DAD3DHeadsDataset(Dataset):
         return geometry
 
     def crop(self, index: int, width: int, height: int, jitter: bool = True) -> Crop:
-        bbox = np.asarray(self.entries[index]["bbox"], dtype=np.float64)
+        try:
+            bbox = np.asarray(self.entries[index]["bbox"], dtype=np.float64).reshape(4)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{self.split_dir / f'{self.split}.json'} item {self.entries[index]['item_id']}: "
+                               f"bbox {self.entries[index]['bbox']!r} is not [x, y, w, h]") from None
         x, y, w, h = bbox
         if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
             raise DatasetError(f"{self.split}.json item {self.entries[index]['item_id']}: bbox {bbox.tolist()} "

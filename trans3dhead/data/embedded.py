@@ -72,8 +72,12 @@ def ensure_synthheads(cfg: DataConfig) -> Path:
             params = synth_params(cfg)
             tmp = out.with_name(out.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
-            _generate(tmp, params, _generation_workers(params))
-            (tmp / "params.json").write_text(json.dumps(params, indent=1))
+            try:
+                _generate(tmp, params, _generation_workers(params))
+                (tmp / "params.json").write_text(json.dumps(params, indent=1))
+            except BaseException:       # a full disk, Ctrl-C: no half-written set is left to fill the disk
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             tmp.rename(out)
             (out / MARKER).write_text("ok\n")
     return out

@@ -1,12 +1,13 @@
 """Atomic checkpoints with everything a bit-exact resume needs."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from trans3dhead.atomic import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -16,11 +17,7 @@ class CheckpointError(RuntimeError):
 def atomic_save(obj: object, path: Path) -> None:
     """Write to a temporary file beside ``path`` and rename it into place: a killed job never
     leaves a half-written checkpoint, and the previous one survives until the new one is whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -36,9 +36,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _write_curve(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    tmp.replace(path)
+    from trans3dhead.atomic import atomic_write_text     # here: the rest of this file is another issue's
+    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
 def pretrained_trunk(cfg: RunConfig, device: torch.device) -> dict | None:

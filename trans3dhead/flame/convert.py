@@ -12,10 +12,13 @@ smplx and by this project on numpy 2; set ``data.flame_dir`` to it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from trans3dhead.atomic import folder_problem
+from trans3dhead.cli import guarded
 from trans3dhead.flame import io
 
 
@@ -61,15 +64,25 @@ def convert(src: str | Path, static_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Convert the licensed FLAME pickle (chumpy) to plain numpy.")
     parser.add_argument("--src", required=True, help="FLAME model pickle (generic_model.pkl)")
     parser.add_argument("--static-dir", required=True, help="DAD-3DHeads model_training/model/static folder")
     parser.add_argument("--out", required=True, help="output FLAME folder")
     args = parser.parse_args(argv)
-    out = convert(args.src, args.static_dir, args.out)
-    print(f"wrote plain-numpy FLAME folder {out}")
+
+    def body() -> int:
+        if not Path(args.src).is_file():
+            raise io.MissingFlameFileError(f"--src {args.src} is not a file: name FLAME's generic_model.pkl")
+        if not Path(args.static_dir).is_dir():
+            raise io.MissingFlameFileError(f"--static-dir {args.static_dir} is not a folder: name DAD-3DHeads' "
+                                           "model_training/model/static")
+        if problem := folder_problem(Path(args.out), "--out"):
+            raise io.FlameAssetError(problem)
+        print(f"wrote plain-numpy FLAME folder {convert(args.src, args.static_dir, args.out)}")
+        return 0
+    return guarded(body, (io.FlameAssetError, FileNotFoundError))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

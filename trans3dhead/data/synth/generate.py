@@ -21,6 +21,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from trans3dhead.atomic import folder_problem
+from trans3dhead.cli import guarded
+from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.synth.scene import Scene, sample_scene
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.flame.topology import load_topology
@@ -123,6 +126,20 @@ def _run(fn, tasks: list, desc: str, pool) -> list:
     return list(tqdm(iterator, total=len(tasks), desc=desc, leave=False))
 
 
+MIN_IMAGE_SIZE = 16        # the smallest render whose head box the crop and the 68 landmarks survive
+
+
+def check_sizes(*, image_size: int, workers: int = 1, **counts: int) -> None:
+    """Negative counts, a render smaller than MIN_IMAGE_SIZE or no worker are errors naming the option."""
+    for split, count in counts.items():
+        if count < 0:
+            raise DatasetError(f"SynthHeads {split} count {count}: use 0 or more (--{split})")
+    if image_size < MIN_IMAGE_SIZE:
+        raise DatasetError(f"SynthHeads image size {image_size}: use {MIN_IMAGE_SIZE} pixels or more (--image-size)")
+    if workers < 1:
+        raise DatasetError(f"SynthHeads workers {workers}: use 1 or more (--workers)")
+
+
 def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int,
              workers: int = 1) -> Path:
     """Every image has its own random stream, so the output is identical whatever ``workers`` is."""
@@ -131,6 +148,7 @@ def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_siz
     from trans3dhead.data.synth.head_model import write_assets
 
     out = Path(out)
+    check_sizes(train=train, val=val, test=test, aflw=aflw, image_size=image_size, workers=workers)
     flame_dir = write_assets(out / "flame", seed=0)
     pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(flame_dir),)) if workers > 1 else None
     if pool is None:
@@ -162,7 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    generate(args.out, train=args.train, val=args.val, test=args.test, aflw=args.aflw,
-             image_size=args.image_size, seed=args.seed, workers=args.workers)
-    print(f"SynthHeads written to {args.out}")
-    return 0
+
+    def body() -> int:
+        if args.seed < 0:
+            raise DatasetError(f"--seed={args.seed}: use 0 or more")
+        check_sizes(train=args.train, val=args.val, test=args.test, aflw=args.aflw, image_size=args.image_size,
+                    workers=args.workers)
+        if problem := folder_problem(args.out, "--out"):
+            raise DatasetError(problem)
+        generate(args.out, train=args.train, val=args.val, test=args.test, aflw=args.aflw,
+                 image_size=args.image_size, seed=args.seed, workers=args.workers)
+        print(f"SynthHeads written to {args.out}")
+        return 0
+    return guarded(body, (DatasetError,))

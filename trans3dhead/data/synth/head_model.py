@@ -19,11 +19,14 @@ The model (metres, y up, z towards the viewer):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.special import sph_harm_y
 
+from trans3dhead.atomic import folder_problem
+from trans3dhead.cli import guarded
 from trans3dhead.data.synth import head_features as hf
 from trans3dhead.data.synth import head_shape as hs
 from trans3dhead.flame import io
@@ -253,14 +256,21 @@ def write_assets(out_dir: str | Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write procedural FLAME-format head assets (not FLAME).")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shape/expression bases")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shape/expression bases (>= 0)")
     args = parser.parse_args(argv)
-    path = write_assets(args.out, args.seed)
-    print(f"wrote procedural FLAME assets to {path}")
+
+    def body() -> int:
+        if args.seed < 0:
+            raise ValueError(f"--seed={args.seed}: use 0 or more")
+        if problem := folder_problem(Path(args.out), "--out"):
+            raise ValueError(problem)
+        print(f"wrote procedural FLAME assets to {write_assets(args.out, args.seed)}")
+        return 0
+    return guarded(body, (ValueError,))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
