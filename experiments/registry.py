@@ -34,7 +34,8 @@ EXTRA_METRICS = {"fps"}          # paper-only columns
 FIGURES = {"table": ("deltas", "curves"), "figure": ("marr_layers", "residual_histogram")}
 # How a run is executed, not what it computes: left out of the run id, so that a machine with more
 # loader workers or less RAM reuses the same results.
-EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory")}
+EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory"),
+                  "train": ("sync_every", "channels_last", "compile")}
 
 
 class RegistryError(ValueError):

@@ -136,7 +136,7 @@ class DataConfig:
     n_aflw: int = 300
     render_size: int = 256
     synth_seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0                     # loader workers; -1 = auto (0 on CPU, several per GPU job)
     cache_in_memory: bool = False            # keep decoded images and geometry in RAM after the first epoch
 
     def validate(self) -> None:
@@ -145,11 +145,13 @@ class DataConfig:
             raise ConfigError(f"data.image_size={self.image_size}: must be a positive multiple of 16")
         if self.render_size < 16:
             raise ConfigError(f"data.render_size={self.render_size}: must be >= 16 pixels")
-        for name, smallest in (("n_train", 1), ("n_val", 1), ("n_test", 0), ("n_aflw", 0), ("num_workers", 0)):
+        for name, smallest in (("n_train", 1), ("n_val", 1), ("n_test", 0), ("n_aflw", 0)):
             if getattr(self, name) < smallest:
                 raise ConfigError(f"data.{name}={getattr(self, name)}: must be >= {smallest}")
         if not self.root:
             raise ConfigError("data.root is empty: name the dataset folder (SynthHeads: where to cache it)")
+        if self.num_workers < -1:
+            raise ConfigError(f"data.num_workers={self.num_workers}: use -1 (auto) or a count >= 0")
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,10 @@ class TrainConfig:
     device: str = "auto"                     # auto | cpu | cuda
     eval_every: int = 1                      # epochs between validation-curve points
     inject_nan_at_step: int = -1             # fault injection for reliability tests; -1 = never
+    # How the loop executes, not what it computes (left out of the run id; see registry.EXECUTION_ONLY):
+    sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
+    channels_last: bool = True               # CUDA only: NHWC convolutions (tensor-core friendly)
+    compile: bool = False                    # torch.compile the model (CUDA only; not measured there yet)
 
     def validate(self) -> None:
         _check_choice("train.schedule", self.schedule, ("step", "cosine"))
@@ -185,6 +191,8 @@ class TrainConfig:
                               f"epoch in 1..train.epochs={self.epochs} (the paper: 240 of 360)")
         if self.eval_every < 1:
             raise ConfigError(f"train.eval_every={self.eval_every} must be >= 1")
+        if self.sync_every < 1:
+            raise ConfigError(f"train.sync_every={self.sync_every} must be >= 1")
 
 
 @dataclass(frozen=True)

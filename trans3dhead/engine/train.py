@@ -1,7 +1,9 @@
 """Training loop: resumable from an atomic per-epoch checkpoint, bit-exact on CPU.
 
 Everything random is a function of (seed, epoch): the shuffle generator is re-seeded per epoch, the
-crop jitter comes from ``dataset.set_epoch``, and the global RNG states (dropout) are checkpointed.
+crop jitter is a function of (seed, epoch, index), and the global RNG states (dropout) are checkpointed.
+A step never waits for the device: losses and non-finite flags are read every ``train.sync_every``
+steps (``steplog.py``).
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -21,8 +22,10 @@ from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
 from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
 from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
 from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
+from trans3dhead.engine.loading import loader_options, train_loader
 from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
 from trans3dhead.engine.schedule import build_optimizer, build_scheduler
+from trans3dhead.engine.steplog import NoClock, NonFiniteLossError, PhaseClock, StepLog
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.losses import build_loss
 from trans3dhead.models import build_model
@@ -30,9 +33,7 @@ from trans3dhead.models import build_model
 CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.csv"
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/inf; names the step, the epoch and the offending terms."""
+__all__ = ["CHECKPOINT", "CURVE", "NonFiniteLossError", "train", "validation_nme"]
 
 
 def _write_curve(rows: list[dict], path: Path) -> None:
@@ -58,17 +59,19 @@ def validation_nme(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     values = []
     for batch in loader:
         with autocast(device, bf16):
-            out = model(batch["image"].to(device))
-        values.append(landmark_nme(out["landmarks_2d"], batch, image_size).cpu())
+            out = model(batch["image"].to(device, non_blocking=True))
+        values.append(landmark_nme(out["landmarks_2d"], batch, image_size))
     model.train()
-    return float(torch.cat(values).mean())
+    return float(torch.cat(values).mean())        # the validation's one host synchronisation
 
 
 def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None = None,
-          progress: Callable[[dict], None] | None = None, show_progress: bool = True) -> dict:
+          progress: Callable[[dict], None] | None = None, show_progress: bool = True,
+          clock: PhaseClock | None = None) -> dict:
     """Trains (or resumes) the run in ``workdir``; returns a summary dict.
 
     ``stop_after_epochs`` ends this call early (as an interruption would); calling again resumes.
+    ``clock`` is told where each step's time goes (``experiments.bench train``).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,10 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     device = select_device(tc.device)
     bf16 = use_bf16(tc.amp, device)
     seed_everything(tc.seed)
+    clock = clock or NoClock()
+    channels_last = tc.channels_last and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True      # fixed input sizes: pick the fastest kernels once
 
     train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
     val_loader = eval_loader(build_dataset(cfg.data, "dad3dheads", "val", train=False, seed=tc.seed), tc.batch_size)
@@ -87,6 +94,9 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     trunk = resume.get("trunk") if resume else pretrained_trunk(cfg, device)
     model = build_model(cfg.model, flame_dir, mean_face,
                         trunk_state=None if resume or trunk is None else load_trunk(trunk["path"])["state_dict"]).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if tc.compile else model
     loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
     optimizer = build_optimizer(model, tc)
     steps_per_epoch = len(train_set) // tc.batch_size
@@ -104,8 +114,8 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
     shuffle = torch.Generator()
-    loader = DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, drop_last=True, generator=shuffle,
-                        num_workers=cfg.data.num_workers, persistent_workers=False)
+    loader = train_loader(train_set, tc.batch_size, shuffle, loader_options(cfg.data.num_workers, device))
+    log = StepLog(device, steps_per_epoch)
     model.train()
     started = time.time()
     images_seen = 0
@@ -115,34 +125,41 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     for epoch in range(start_epoch, tc.epochs):
         shuffle.manual_seed(tc.seed * 100_003 + epoch)
         train_set.set_epoch(epoch)
-        losses = []
+        loader.sampler.epoch = epoch
+        clock.lap("epoch_start")
         for i, batch in enumerate(loader):
+            clock.lap("data")
             step = epoch * steps_per_epoch + i
             batch = to_device(batch, device)
+            images = batch["image"].contiguous(memory_format=torch.channels_last) if channels_last else batch["image"]
+            clock.lap("h2d")
             with autocast(device, bf16):
-                out = model(batch["image"])
+                out = forward(images)
+            clock.lap("forward")
             terms = loss_fn(out, batch)
             if step == tc.inject_nan_at_step:
                 terms["injected"] = torch.tensor(float("nan"), device=device)
                 terms["total"] = terms["total"] + terms["injected"]
-            bad = [name for name, value in terms.items() if name != "total" and not torch.isfinite(value)]
-            if bad or not torch.isfinite(terms["total"]):
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} (epoch {epoch}) in term(s) {bad or ['total']}; "
-                    f"the checkpoint of the last completed epoch ({ckpt_path}) is intact. "
-                    "Lower train.lr, set train.grad_clip, or check the data")
+            clock.lap("loss")
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
+            clock.lap("backward")
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            losses.append(float(terms["total"].detach()))
+            clock.lap("optimizer")
+            log.record(i, step, terms)
             images_seen += tc.batch_size
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            if (i + 1) % tc.sync_every == 0 and i + 1 < steps_per_epoch:
+                bar.set_postfix(epoch=epoch, loss=f"{log.read(i, step, epoch, False, str(ckpt_path))['loss']:.3f}")
+            clock.lap("other")
+            clock.end_step(step)
+        read = log.read(steps_per_epoch - 1, (epoch + 1) * steps_per_epoch - 1, epoch, True, str(ckpt_path))
+        bar.set_postfix(epoch=epoch, loss=f"{read['loss']:.3f}")
         wall = wall_before + time.time() - started
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": float(np.mean(losses)),
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "train_loss": read["epoch_loss"],
                "lr": optimizer.param_groups[0]["lr"], "wall_s": round(wall, 2), "val_nme": float("nan")}
         if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
             row["val_nme"] = validation_nme(model, val_loader, device, bf16, cfg.data.image_size)
@@ -156,6 +173,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         if progress:
             progress(row)
         epochs_this_call += 1
+        clock.lap("epoch_end")
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs and epoch + 1 < tc.epochs:
             break
     bar.close()
