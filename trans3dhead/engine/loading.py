@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 MAX_AUTO_WORKERS = 8
 
@@ -31,16 +31,26 @@ class EpochItems(Dataset):
 
 
 class EpochSampler(Sampler):
-    """Wraps a sampler so that its indices carry the epoch they were drawn for."""
+    """A shuffle that is a pure function of ``shuffle_seed`` (set per epoch), with the epoch attached to
+    each index. It reproduces ``DataLoader(shuffle=True, generator=g)`` with ``g`` seeded per epoch (the
+    loader's worker-seed draw, then one permutation), which a persistent loader would not: it draws its
+    worker seed only once, so from the second epoch on its permutations would change."""
 
-    def __init__(self, sampler: Sampler):
-        self.sampler, self.epoch = sampler, 0
+    def __init__(self, size: int):
+        self.size, self.epoch, self.shuffle_seed = size, 0, 0
+
+    def set_epoch(self, epoch: int, shuffle_seed: int) -> None:
+        self.epoch, self.shuffle_seed = epoch, shuffle_seed
 
     def __iter__(self):
-        return ((self.epoch, index) for index in self.sampler)
+        generator = torch.Generator()
+        generator.manual_seed(self.shuffle_seed)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)     # the loader's worker-seed draw
+        epoch = self.epoch
+        return ((epoch, index) for index in torch.randperm(self.size, generator=generator).tolist())
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return self.size
 
 
 def available_cores() -> int:
@@ -68,9 +78,8 @@ def loader_options(num_workers: int, device: torch.device) -> dict:
     return options
 
 
-def train_loader(dataset: Dataset, batch_size: int, shuffle: torch.Generator, options: dict) -> DataLoader:
-    """Shuffled, drop-last batches; the same generator drives the loader's seed draw and the sampler,
-    in the same order as ``DataLoader(shuffle=True, generator=shuffle)``, so the batches are identical."""
-    sampler = EpochSampler(RandomSampler(dataset, generator=shuffle))
-    return DataLoader(EpochItems(dataset), batch_size=batch_size, sampler=sampler, drop_last=True,
-                      generator=shuffle, **options)
+def train_loader(dataset: Dataset, batch_size: int, options: dict) -> DataLoader:
+    """Shuffled (``loader.sampler.set_epoch``), drop-last batches of ``(epoch, index)`` items. The loader
+    gets a generator of its own so that its worker-seed draw leaves the global RNG (dropout) alone."""
+    return DataLoader(EpochItems(dataset), batch_size=batch_size, sampler=EpochSampler(len(dataset)), drop_last=True,
+                      generator=torch.Generator().manual_seed(0), **options)

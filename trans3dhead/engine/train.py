@@ -113,8 +113,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         restore_rng_state(resume["rng"])
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
-    shuffle = torch.Generator()
-    loader = train_loader(train_set, tc.batch_size, shuffle, loader_options(cfg.data.num_workers, device))
+    loader = train_loader(train_set, tc.batch_size, loader_options(cfg.data.num_workers, device))
     log = StepLog(device, steps_per_epoch)
     model.train()
     started = time.time()
@@ -123,9 +122,8 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                leave=False)
     epochs_this_call = 0
     for epoch in range(start_epoch, tc.epochs):
-        shuffle.manual_seed(tc.seed * 100_003 + epoch)
         train_set.set_epoch(epoch)
-        loader.sampler.epoch = epoch
+        loader.sampler.set_epoch(epoch, shuffle_seed=tc.seed * 100_003 + epoch)
         clock.lap("epoch_start")
         for i, batch in enumerate(loader):
             clock.lap("data")

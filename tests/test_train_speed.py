@@ -1,0 +1,107 @@
+"""The training loop's speed contracts: no host synchronisation per step, deferred NaN checks, loader."""
+import sys
+
+import pytest
+import torch
+
+from trans3dhead.config import RunConfig
+from trans3dhead.engine import NonFiniteLossError, train
+from trans3dhead.engine.checkpoint import load_checkpoint
+from trans3dhead.engine.loading import loader_options
+
+# Every way Python code can read a tensor on the host (each waits for the device on a GPU).
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+STEPS_PER_EPOCH = 8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {"model": {"backbone": "resnet18", "backbone_stride": 8, "d_model": 16, "nheads": 2, "dim_feedforward": 16,
+                      "decoder_layers": 1},
+            "data": {"root": str(root), "image_size": 32, "render_size": 48, "n_train": 2 * STEPS_PER_EPOCH, "n_val": 4,
+                     "n_test": 2, "n_aflw": 2, "cache_in_memory": True},
+            "train": {"epochs": 2, "batch_size": 2, "lr": 1e-3, "schedule": "cosine", "amp": "off", "device": "cpu"}}
+
+
+class SyncCounter:
+    """Counts host reads made by the project's code between an epoch's start and its last step. Left out:
+    torch's own reads of host-side counters (Adam's step) and the data pipeline's (it builds items on the
+    host, before the copy to the device); neither waits for a device."""
+
+    def __init__(self, monkeypatch):
+        self.active, self.count, self.per_epoch = False, 0, []
+        for name in HOST_READS:
+            monkeypatch.setattr(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name)))
+
+    def _wrap(self, original):
+        def counted(tensor, *args, **kwargs):
+            if self.active and _counts(sys._getframe(1)):
+                self.count += 1
+            return original(tensor, *args, **kwargs)
+        return counted
+
+    def lap(self, phase: str) -> None:
+        if phase == "epoch_start":
+            self.active, self.count = True, 0
+
+    def end_step(self, step: int) -> None:
+        if (step + 1) % STEPS_PER_EPOCH == 0:
+            self.active = False
+            self.per_epoch.append(self.count)
+
+
+def _counts(frame) -> bool:
+    if frame.f_globals.get("__name__", "").startswith("torch"):
+        return False
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(("trans3dhead.data", "torch.utils.data")):
+            return False
+        frame = frame.f_back
+    return True
+
+
+def _cfg(raw, **train_overrides):
+    return RunConfig.from_dict({**raw, "train": {**raw["train"], **train_overrides}})
+
+
+@pytest.mark.parametrize("sync_every", [1, 4])
+def test_steps_read_the_host_only_every_sync_every_steps(tiny, tmp_path, monkeypatch, sync_every):
+    counter = SyncCounter(monkeypatch)
+    train(_cfg(tiny, sync_every=sync_every), tmp_path / "run", show_progress=False, clock=counter)
+    # The epoch's last read happens after its last step (before the checkpoint), so the steps make
+    # one read per full window that is not the last: (N - 1) // K.
+    expected = (STEPS_PER_EPOCH - 1) // sync_every
+    assert counter.per_epoch == [expected] * 2, counter.per_epoch
+
+
+def test_deferred_nan_check_names_the_range_first_step_and_term_and_keeps_the_checkpoint(tiny, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"steps 12-15 \(epoch 1\), first at step 13 in term\(s\) \['injected'\]"):
+        train(_cfg(tiny, sync_every=4, inject_nan_at_step=13), tmp_path / "nan", show_progress=False)
+    assert load_checkpoint(tmp_path / "nan" / "checkpoint.pt")["epoch"] == 1
+
+
+def test_sync_interval_does_not_change_the_numerics(tiny, tmp_path):
+    a = train(_cfg(tiny, epochs=1, sync_every=1), tmp_path / "a", show_progress=False)
+    b = train(_cfg(tiny, epochs=1, sync_every=5), tmp_path / "b", show_progress=False)
+    wa, wb = load_checkpoint(a["checkpoint"])["model"], load_checkpoint(b["checkpoint"])["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert load_checkpoint(a["checkpoint"])["curve"] == [
+        {**row, "wall_s": load_checkpoint(a["checkpoint"])["curve"][0]["wall_s"]}
+        for row in load_checkpoint(b["checkpoint"])["curve"]]
+
+
+def test_workers_see_each_epochs_crops(tiny, tmp_path):
+    """Persistent workers hold their own dataset copy: the epoch must reach them with each index."""
+    a = train(_cfg(tiny), tmp_path / "w0", show_progress=False)
+    b = train(RunConfig.from_dict({**tiny, "data": {**tiny["data"], "num_workers": 2}}), tmp_path / "w2",
+              show_progress=False)
+    wa, wb = load_checkpoint(a["checkpoint"])["model"], load_checkpoint(b["checkpoint"])["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_auto_loader_options_follow_the_device():
+    assert loader_options(-1, torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    cuda = loader_options(-1, torch.device("cuda"))      # options only: no GPU needed
+    assert cuda["pin_memory"] and cuda["num_workers"] >= 1 and cuda["persistent_workers"]
+    assert loader_options(3, torch.device("cpu"))["num_workers"] == 3
