@@ -1,12 +1,13 @@
 """``python -m experiments.bench NAME [args]``: benchmarks that print ratios measured side by side.
 
 NAME: synth (SynthHeads generation speed), qamem (QAMem naive vs efficient), models (Trans3DHead vs DAD-3DNet),
-convergence (final NME and convergence over a grid of training budgets).
+convergence (final NME and convergence over a grid of training budgets),
+train (training loop per phase against pure forward+backward+step, and the loader alone).
 """
 import importlib
 import sys
 
-BENCHMARKS = ("synth", "qamem", "models", "convergence")
+BENCHMARKS = ("synth", "qamem", "models", "convergence", "train")
 
 
 def main(argv: list[str]) -> int:

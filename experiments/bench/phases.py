@@ -1,0 +1,105 @@
+"""Timing pieces of ``bench train``: the per-phase clock the training loop reports to, the pure
+forward+backward+step on one resident batch, and the loader alone."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+from trans3dhead.config import RunConfig
+from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
+from trans3dhead.engine.batches import autocast, to_device
+from trans3dhead.engine.loading import loader_options, train_loader
+from trans3dhead.engine.schedule import build_optimizer, build_scheduler
+from trans3dhead.flame.topology import load_topology
+from trans3dhead.losses import build_loss
+from trans3dhead.models import build_model
+
+STEP_PHASES = ("data", "h2d", "forward", "loss", "backward", "optimizer", "other")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PhaseTimer:
+    """Receives the training loop's laps; keeps the phases of steps from ``first_step`` on.
+
+    Without ``sync`` a GPU's kernels run ahead of the host, so a phase is the host's time in it (the
+    wait shows up where the host blocks); with ``sync`` each lap waits for the device (serialised)."""
+
+    def __init__(self, device: torch.device, first_step: int, sync: bool = False):
+        self.device, self.first_step, self.sync = device, first_step, sync
+        self.steps: list[dict[str, float]] = []
+        self.overhead: dict[str, float] = defaultdict(float)     # epoch start/end: validation, checkpoint
+        self._current: dict[str, float] = defaultdict(float)
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.sync:
+            _synchronize(self.device)
+        now = time.perf_counter()
+        (self._current if phase in STEP_PHASES else self.overhead)[phase] += now - self._last
+        self._last = now
+
+    def end_step(self, step: int) -> None:
+        if step >= self.first_step:
+            self.steps.append(dict(self._current))
+        self._current = defaultdict(float)
+
+    def seconds_per_step(self) -> dict[str, float]:
+        """Mean seconds per measured step, per phase, and their sum ('step')."""
+        per_phase = {p: statistics.fmean(s.get(p, 0.0) for s in self.steps) for p in STEP_PHASES}
+        return {**per_phase, "step": sum(per_phase.values())}
+
+
+def fwd_bwd_images_per_s(cfg: RunConfig, steps: int, device: torch.device, bf16: bool) -> float:
+    """The same model, loss and optimiser as ``train``, on one batch resident on the device: the
+    ceiling the training loop can reach (no data, no bookkeeping)."""
+    tc = cfg.train
+    train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
+    flame_dir = flame_dir_for(cfg.data)
+    mean_face = torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
+    model = build_model(cfg.model, flame_dir, mean_face).to(device).train()
+    loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, steps, tc)
+    loader = train_loader(train_set, tc.batch_size, loader_options(0, device))
+    batch = to_device(next(iter(loader)), device)
+
+    def step() -> None:
+        with autocast(device, bf16):
+            out = model(batch["image"])
+        terms = loss_fn(out, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        scheduler.step()
+
+    for _ in range(min(3, steps)):      # first steps allocate and pick kernels
+        step()
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return steps * tc.batch_size / (time.perf_counter() - started)
+
+
+def loader_images_per_s(cfg: RunConfig, workers: int, device: torch.device, epochs: int = 2) -> list[float]:
+    """Images/s the training loader delivers, per epoch (with the in-RAM cache, epoch 1 decodes)."""
+    dataset = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=cfg.train.seed)
+    loader = train_loader(dataset, cfg.train.batch_size, loader_options(workers, device))
+    rates = []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch, shuffle_seed=epoch)
+        started, images = time.perf_counter(), 0
+        for batch in loader:
+            images += len(batch["image"])
+        rates.append(images / (time.perf_counter() - started))
+    return rates

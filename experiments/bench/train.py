@@ -1,0 +1,105 @@
+"""How close does training run to the hardware's speed? Times the real training loop per phase (waiting
+for data, host-to-device copy, forward, loss, backward, optimiser, other) through its timing hook and,
+side by side in the same process, the same model's pure forward+backward+step on one resident batch;
+then the loader alone.
+
+    python -m experiments.bench train --profile cpu --variant trans3dhead [--device D] [--steps N]
+        [--set train.sync_every=50 --set data.num_workers=2] [--threads T] [--repeats R]
+
+The first epoch (cache fill, first allocations) is trained but not measured; runs go to a temporary
+folder. The last line is ``train/fwd-bwd: R (train X img/s, fwd+bwd Y img/s, DEVICE, AMP)``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from experiments.bench.convergence import _nested, _override
+from experiments.bench.phases import STEP_PHASES, PhaseTimer, fwd_bwd_images_per_s, loader_images_per_s
+from experiments.registry import deep_merge, load_registry
+from trans3dhead.config import RunConfig
+from trans3dhead.data import ensure_synthheads
+from trans3dhead.engine import train
+from trans3dhead.engine.loading import loader_options
+from trans3dhead.engine.runtime import select_device, use_bf16
+
+
+def resolve_config(profile: str, variant: str, device: str, overrides: list[tuple[str, list]]) -> RunConfig:
+    """The registry's run config with ``--set`` overrides (one value each) and the device."""
+    raw = load_registry().resolve(variant, profile).config.to_dict()
+    for key, values in overrides:
+        if len(values) != 1:
+            raise SystemExit(f"--set {key}: give one value (bench train measures one configuration)")
+        raw = deep_merge(raw, _nested(key, values[0]))
+    return RunConfig.from_dict(deep_merge(raw, {"train": {"device": device}}))
+
+
+def time_training(cfg: RunConfig, steps: int, sync_phases: bool) -> tuple[dict, dict]:
+    """(seconds per step per phase, epoch overhead in seconds) of the real loop, after its first epoch."""
+    steps_per_epoch = cfg.data.n_train // cfg.train.batch_size
+    epochs = 1 + math.ceil(steps / steps_per_epoch)
+    cfg = RunConfig.from_dict(deep_merge(cfg.to_dict(), {"train": {"epochs": max(epochs, cfg.train.epochs)}}))
+    timer = PhaseTimer(select_device(cfg.train.device), first_step=steps_per_epoch, sync=sync_phases)
+    with tempfile.TemporaryDirectory(prefix="t3h-bench-train-") as workdir:
+        train(cfg, Path(workdir), stop_after_epochs=epochs, show_progress=False, clock=timer)
+    timer.steps = timer.steps[:steps]
+    return timer.seconds_per_step(), dict(timer.overhead)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench train", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--variant", default="trans3dhead")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=50, help="measured steps per repeat (after one warm-up epoch)")
+    parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
+                        help="SECTION.KEY=VALUE (repeatable)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=3, help="train / fwd+bwd pairs, alternated; medians shown")
+    parser.add_argument("--workers", type=int, nargs="*", default=[0], help="loader workers for the data-only figure")
+    parser.add_argument("--sync-phases", action="store_true", help="GPU: wait for the device at each phase")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = resolve_config(args.profile, args.variant, args.device, args.overrides)
+    if cfg.data.benchmark == "synthheads":
+        ensure_synthheads(cfg.data)
+    device = select_device(cfg.train.device)
+    bf16 = use_bf16(cfg.train.amp, device)
+    amp = "bf16" if bf16 else "fp32"
+    batch = cfg.train.batch_size
+    print(f"{args.variant} / {args.profile}: {device}, {amp}, batch {batch}, {torch.get_num_threads()} thread(s), "
+          f"workers {loader_options(cfg.data.num_workers, device)['num_workers']}, sync every "
+          f"{cfg.train.sync_every}, {args.steps} steps x {args.repeats}", flush=True)
+
+    phase_runs, overheads, fwd_bwd = [], [], []
+    for repeat in range(args.repeats):
+        phases, overhead = time_training(cfg, args.steps, args.sync_phases)
+        phase_runs.append(phases)
+        overheads.append(overhead)
+        fwd_bwd.append(fwd_bwd_images_per_s(cfg, args.steps, device, bf16))
+        print(f"  repeat {repeat}: train {batch / phases['step']:.1f} img/s, fwd+bwd {fwd_bwd[-1]:.1f} img/s", flush=True)
+
+    median = {p: statistics.median(r[p] for r in phase_runs) for p in (*STEP_PHASES, "step")}
+    print("per step (median of repeats), ms:")
+    for phase in (*STEP_PHASES, "step"):
+        print(f"  {phase:10s} {1e3 * median[phase]:9.2f}  {100 * median[phase] / median['step']:5.1f}%")
+    validation = statistics.median(o.get("epoch_end", 0.0) + o.get("epoch_start", 0.0) for o in overheads)
+    print(f"  per epoch outside the steps (validation, checkpoint): {validation:.2f} s")
+    for workers in args.workers:
+        rates = loader_images_per_s(cfg, workers, device)
+        print(f"data only, {workers} worker(s): first epoch {rates[0]:.0f} img/s, then {rates[-1]:.0f} img/s")
+    train_rate = batch / median["step"]
+    fwd_rate = statistics.median(fwd_bwd)
+    print(f"train/fwd-bwd: {train_rate / fwd_rate:.2f} (train {train_rate:.1f} img/s, fwd+bwd {fwd_rate:.1f} img/s, "
+          f"{device}, {amp})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
