@@ -19,7 +19,7 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from experiments import runlock, store
+from experiments import packing, runlock, store
 from experiments.registry import ResolvedRun
 from trans3dhead.config import RunConfig
 
@@ -120,9 +120,9 @@ def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, thre
                    str(results_root), str(work_root), threads) for r in runs]
 
 
-def current_epochs(jobs: list[RunJob]) -> str:
+def current_epochs(jobs: list) -> str:
     parts = []
-    for job in jobs:
+    for job in (run for item in jobs for run in getattr(item, "jobs", [item])):     # a RunBatch holds several
         curve = job.work_dir / "curve.csv"
         if curve.is_file():
             lines = curve.read_text().strip().splitlines()
@@ -211,18 +211,20 @@ def schedule(jobs: list[RunJob], submit: Callable[[RunJob, int], object], cap: i
 
 def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
     """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
-    meta = store.read_meta(job.result_dir) or {}
-    if meta.get("status") not in ("failed", "interrupted"):
-        try:
-            store.update_meta(job.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        except OSError:         # a full disk: keep waiting for the other jobs; `status` shows this one dead
-            pass
+    for run in getattr(job, "jobs", [job]):          # a RunBatch holds several runs
+        meta = store.read_meta(run.result_dir) or {}
+        if meta.get("status") not in ("failed", "interrupted"):
+            try:
+                store.update_meta(run.result_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            except OSError:         # a full disk: keep waiting for the other jobs; `status` shows this one dead
+                pass
 
 
 def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dict | None = None,
              max_parallel: int | None = None, poll_s: float = 2.0,
-             job_fn: Callable[[RunJob], object] | None = None) -> list[str]:
-    """Runs ``jobs``; returns the failures as messages. ``job_fn`` replaces ``job()`` in tests."""
+             job_fn: Callable[[RunJob], object] | None = None, jobs_per_gpu: int | str = "auto") -> list[str]:
+    """Runs ``jobs``; returns the failures as messages. ``job_fn`` replaces ``job()`` in tests.
+    ``jobs_per_gpu`` (local executor on a GPU box): a count, or auto (see ``packing``)."""
     if not jobs:
         return []
     bar = tqdm(total=len(jobs), desc="runs", unit="run")
@@ -238,14 +240,20 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
             return errors
         folder = Path(jobs_root) / "%j"
         if executor == "local":
-            n_gpus = torch.cuda.device_count()
-            cap, threads = local_slots(max_parallel, n_gpus)
+            gpu = packing.gpu_facts()
+            n_gpus = gpu.count
+            if n_gpus:
+                plan = packing.plan_slots(gpu, packing.cores(), jobs_per_gpu,
+                                          lambda: packing.largest_peak_gb(jobs), max_parallel)
+                cap, threads = plan.jobs, plan.threads
+            else:
+                cap, threads = local_slots(max_parallel, n_gpus)
 
             def submit(job: RunJob, slot: int):
                 job.threads = (os.cpu_count() or 1) if job.measure_efficiency else threads   # it runs alone
                 ex = submitit.LocalExecutor(folder=folder)
                 ex.update_parameters(timeout_min=24 * 60,
-                                     **({"gpus_per_node": 1, "visible_gpus": (slot,)} if n_gpus else {}))
+                                     **({"gpus_per_node": 1, "visible_gpus": (plan.gpu_of(slot),)} if n_gpus else {}))
                 return ex.submit(job)
 
             return schedule(jobs, submit, cap, bar, poll_s)
@@ -264,12 +272,17 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
             if cluster.get("additional_parameters"):
                 params["slurm_additional_parameters"] = dict(cluster["additional_parameters"])
             ex.update_parameters(**params)
+            runs_per_job = cluster.get("runs_per_job", 1)
+            items = packing.batches(jobs, runs_per_job, params["cpus_per_task"]) if runs_per_job > 1 else jobs
             with ex.batch():
-                handles = [ex.submit(job) for job in jobs]
-            for job, handle in zip(jobs, handles):
-                store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
-                                  log=str(Path(str(folder).replace("%j", handle.job_id))))
-            return _wait(jobs, handles, bar, poll_s)
+                handles = [ex.submit(item) for item in items]
+            for item, handle in zip(items, handles):
+                for job in getattr(item, "jobs", [item]):
+                    store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
+                                      log=str(Path(str(folder).replace("%j", handle.job_id))))
+            if runs_per_job > 1:
+                bar.total = len(items)
+            return _wait(items, handles, bar, poll_s)
         raise ValueError(f"executor {executor!r}: use one of {EXECUTORS}")
     finally:
         bar.close()

@@ -24,7 +24,7 @@ TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sec
 ROW_KEYS = {"label", "variant", "paper"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
 CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
-                "array_parallelism", "setup", "constraint", "additional_parameters"}
+                "array_parallelism", "setup", "constraint", "additional_parameters", "runs_per_job"}
 # A profile may size and schedule a run, never switch an ablation (the paper's comparisons).
 # The list is declared once, on the config fields themselves (trans3dhead.config.switch).
 ABLATION_SWITCHES = RunConfig.ablation_switches()
@@ -252,6 +252,10 @@ class Registry:
                 raise RegistryError(f"cluster file {path}: {key}={data[key]!r} must be a name")
         if not isinstance(data.get("setup") or [], list) or not isinstance(data.get("additional_parameters") or {}, dict):
             raise RegistryError(f"cluster file {path}: setup must be a list of lines and additional_parameters a mapping")
+        runs = data.get("runs_per_job", 1)
+        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+            raise RegistryError(f"cluster file {path}: runs_per_job={runs!r} must be an integer >= 1 "
+                                "(runs side by side inside one job; its CPUs are split between them)")
         return data
 
 

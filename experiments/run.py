@@ -31,6 +31,12 @@ class UsageError(ValueError):
     pass
 
 
+def _jobs_per_gpu(value: str) -> int | str:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value if value == "auto" else int(value)
+    raise argparse.ArgumentTypeError(f"{value!r}: use a count >= 1 or auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
     parser.add_argument("target", help="a table or figure (table1..table8, figure7, figure8), all, list, status, report")
@@ -40,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default: one per core or GPU, fewer if RAM is short)")
+    parser.add_argument("--jobs-per-gpu", default="auto", type=_jobs_per_gpu,
+                        help="local executor on a GPU box: runs sharing one GPU, a count or auto (from one run's "
+                             "measured peak memory and the GPU's size; CPU threads are split between the runs)")
     parser.add_argument("--only", help="comma-separated variants: run just their rows of the table; the report "
                                        "shows the other rows as missing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
@@ -215,7 +224,7 @@ def cmd_run(registry, args) -> int:
             shutil.rmtree(store.run_dir(args.results, args.profile, run.run_id), ignore_errors=True)
     jobs = launch.make_jobs(todo, args.results, args.work)
     errors = launch.dispatch(jobs, args.executor, args.jobs / args.profile, cluster=cluster,
-                             max_parallel=args.max_parallel)
+                             max_parallel=args.max_parallel, jobs_per_gpu=args.jobs_per_gpu)
     for error in errors:
         print(f"failed: {error}", file=sys.stderr)
     tables = list(registry.tables) if args.target == "all" else [args.target]
