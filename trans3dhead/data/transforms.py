@@ -38,10 +38,12 @@ def jittered_crop(bbox: np.ndarray, image_width: int, image_height: int, size: i
     return Crop(np.array([x0, y0]), scale, size, np.array([(x1 - x0) / scale, (y1 - y0) / scale]))
 
 
-def crop_image(image: Image.Image, crop: Crop) -> torch.Tensor:
-    """(3, size, size) ImageNet-normalised crop; outside the clipped box is 0 before normalisation."""
+def crop_image(image: Image.Image, crop: Crop, reduction: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+    """(3, size, size) ImageNet-normalised crop; outside the clipped box is 0 before normalisation.
+    ``reduction``: original pixels per pixel of ``image`` in x and y (a JPEG decoded at reduced size)."""
     s = crop.scale
-    data = (s, 0.0, float(crop.origin[0]), 0.0, s, float(crop.origin[1]))
+    rx, ry = reduction
+    data = (s / rx, 0.0, float(crop.origin[0]) / rx, 0.0, s / ry, float(crop.origin[1]) / ry)
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     warped = rgb.transform((crop.size, crop.size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR)
     array = torch.from_numpy(np.asarray(warped, dtype=np.float32) / 255.0).permute(2, 0, 1).clone()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from trans3dhead.atomic import folder_problem
 from trans3dhead.cli import guarded
 from trans3dhead.data.errors import DatasetError
+from trans3dhead.data.synth.canvas import place_on_canvas
 from trans3dhead.data.synth.scene import Scene, sample_scene
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.flame.topology import load_topology
@@ -61,16 +62,24 @@ def _init_worker(flame_dir: str) -> None:
 
 
 def _dad_item(task: tuple) -> dict:
-    split_dir, split, index, size, seed = task
-    scene = sample_scene(_WORKER["decoder"], _WORKER["regions"], size, np.random.default_rng([seed, SPLIT_CODES[split], index]))
+    split_dir, split, index, size, seed, canvas_size = task
+    rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
+    scene = sample_scene(_WORKER["decoder"], _WORKER["regions"], size, rng)
     item_id = f"{split}_{index:06d}"
-    Image.fromarray(scene.image).save(split_dir / "images" / f"{item_id}.png")
+    image, projection, height = scene.image, scene.projection, size
+    if canvas_size:           # a photograph-sized JPEG (the real data's decode path)
+        image, projection = place_on_canvas(image, projection, canvas_size, rng)
+        height, name = canvas_size, f"images/{item_id}.jpg"
+        Image.fromarray(image).save(split_dir / name, quality=90)
+    else:
+        name = f"images/{item_id}.png"
+        Image.fromarray(image).save(split_dir / name)
     vertices = np.round(scene.vertices, 6)
     annotation = {"vertices": vertices.tolist(), "model_view_matrix": scene.model_view.tolist(),
-                  "projection_matrix": scene.projection.tolist()}
+                  "projection_matrix": projection.tolist()}
     (split_dir / "annotations" / f"{item_id}.json").write_text(json.dumps(annotation))
-    pixels = project_official(vertices[_WORKER["topology"].subsets["head"]], scene.model_view, scene.projection, size)
-    return {"item_id": item_id, "annotation_path": f"annotations/{item_id}.json", "img_path": f"images/{item_id}.png",
+    pixels = project_official(vertices[_WORKER["topology"].subsets["head"]], scene.model_view, projection, height)
+    return {"item_id": item_id, "annotation_path": f"annotations/{item_id}.json", "img_path": name,
             "bbox": _bbox(pixels), "attributes": _attributes(scene)}
 
 
@@ -141,8 +150,10 @@ def check_sizes(*, image_size: int, workers: int = 1, **counts: int) -> None:
 
 
 def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_size: int, seed: int,
-             workers: int = 1) -> Path:
-    """Every image has its own random stream, so the output is identical whatever ``workers`` is."""
+             workers: int = 1, canvas_size: int = 0) -> Path:
+    """Every image has its own random stream, so the output is identical whatever ``workers`` is.
+    ``canvas_size`` > 0 writes the DAD-3DHeads-format images as JPEG canvases of that side (the head
+    scaled up and placed in a bigger picture, like the real data's photographs)."""
     # Imported here, not at the top: `trans3dhead.data` imports this module, and `python -m
     # trans3dhead.data.synth.head_model` must not find itself imported before it runs.
     from trans3dhead.data.synth.head_model import write_assets
@@ -158,7 +169,7 @@ def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_siz
             split_dir = out / "dad3dheads" / split
             (split_dir / "images").mkdir(parents=True, exist_ok=True)
             (split_dir / "annotations").mkdir(parents=True, exist_ok=True)
-            entries = _run(_dad_item, [(split_dir, split, i, image_size, seed) for i in range(count)],
+            entries = _run(_dad_item, [(split_dir, split, i, image_size, seed, canvas_size) for i in range(count)],
                            f"SynthHeads {split}", pool)
             (split_dir / f"{split}.json").write_text(json.dumps(entries, indent=1))
         folder = out / "aflw2000"
@@ -179,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--canvas-size", type=int, default=0, help="write photograph-sized JPEG canvases (0: PNG crops)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -189,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem := folder_problem(args.out, "--out"):
             raise DatasetError(problem)
         generate(args.out, train=args.train, val=args.val, test=args.test, aflw=args.aflw,
-                 image_size=args.image_size, seed=args.seed, workers=args.workers)
+                 image_size=args.image_size, seed=args.seed, workers=args.workers,
+                 canvas_size=args.canvas_size)
         print(f"SynthHeads written to {args.out}")
         return 0
     return guarded(body, (DatasetError,))
