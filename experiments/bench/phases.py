@@ -103,3 +103,29 @@ def loader_images_per_s(cfg: RunConfig, workers: int, device: torch.device, epoc
             images += len(batch["image"])
         rates.append(images / (time.perf_counter() - started))
     return rates
+
+
+def jpeg_loader_images_per_s(canvas_size: int, image_size: int, batch_size: int, workers: int,
+                             images: int = 64) -> dict[str, float]:
+    """Loader images/s on photograph-sized SynthHeads JPEG canvases (no cache: every item decoded), with
+    the reduced-size (draft) decode and with the full decode."""
+    import tempfile
+    from pathlib import Path
+    from unittest import mock
+
+    from trans3dhead.data import dad3dheads
+    from trans3dhead.data.synth.generate import generate
+
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="t3h-bench-jpeg-") as tmp:
+        out = generate(Path(tmp), train=images, val=0, test=0, aflw=0, image_size=128, seed=0,
+                       canvas_size=canvas_size, workers=min(4, workers or 1))
+        for label, factor in (("draft", dad3dheads.draft_factor), ("full", lambda scale: 1)):
+            with mock.patch.object(dad3dheads, "draft_factor", factor):
+                dataset = dad3dheads.DAD3DHeadsDataset(out / "dad3dheads" / "train", out / "flame", image_size, train=True)
+                loader = train_loader(dataset, batch_size, loader_options(workers, torch.device("cpu")))
+                started, count = time.perf_counter(), 0
+                for batch in loader:
+                    count += len(batch["image"])
+                rates[label] = count / (time.perf_counter() - started)
+    return rates

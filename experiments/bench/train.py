@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from experiments.bench.convergence import _nested, _override
-from experiments.bench.phases import STEP_PHASES, PhaseTimer, fwd_bwd_images_per_s, loader_images_per_s
+from experiments.bench.phases import (STEP_PHASES, PhaseTimer, fwd_bwd_images_per_s, jpeg_loader_images_per_s,
+                                     loader_images_per_s)
 from experiments.registry import deep_merge, load_registry
 from trans3dhead.config import RunConfig
 from trans3dhead.data import ensure_synthheads
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=3, help="train / fwd+bwd pairs, alternated; medians shown")
     parser.add_argument("--workers", type=int, nargs="*", default=[0], help="loader workers for the data-only figure")
+    parser.add_argument("--jpeg-canvas", type=int, default=1024,
+                        help="side of the SynthHeads JPEG canvases for the photograph loader figure (0: skip)")
     parser.add_argument("--sync-phases", action="store_true", help="GPU: wait for the device at each phase")
     args = parser.parse_args(argv)
     if args.threads:
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         rates = loader_images_per_s(cfg, workers, device)
         print(f"data only, {workers} worker(s): first epoch {rates[0]:.0f} img/s, then {rates[-1]:.0f} img/s")
+        if args.jpeg_canvas:
+            jpeg = jpeg_loader_images_per_s(args.jpeg_canvas, cfg.data.image_size, batch, workers)
+            print(f"data only, {workers} worker(s), {args.jpeg_canvas}px JPEG photographs (no cache): "
+                  f"draft decode {jpeg['draft']:.0f} img/s, full decode {jpeg['full']:.0f} img/s")
     train_rate = batch / median["step"]
     fwd_rate = statistics.median(fwd_bwd)
     print(f"train/fwd-bwd: {train_rate / fwd_rate:.2f} (train {train_rate:.1f} img/s, fwd+bwd {fwd_rate:.1f} img/s, "
