@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
+from typing import Callable
 
 import torch
 
@@ -31,9 +32,11 @@ class PhaseTimer:
     Without ``sync`` a GPU's kernels run ahead of the host, so a phase is the host's time in it (the
     wait shows up where the host blocks); with ``sync`` each lap waits for the device (serialised)."""
 
-    def __init__(self, device: torch.device, first_step: int, sync: bool = False):
-        self.device, self.first_step, self.sync = device, first_step, sync
+    def __init__(self, device: torch.device, first_step: int, sync: bool = False,
+                 between_steps: Callable[[], float] | None = None):
+        self.device, self.first_step, self.sync, self.between_steps = device, first_step, sync, between_steps
         self.steps: list[dict[str, float]] = []
+        self.between: list[float] = []        # seconds of ``between_steps`` after each measured step
         self.overhead: dict[str, float] = defaultdict(float)     # epoch start/end: validation, checkpoint
         self._current: dict[str, float] = defaultdict(float)
         self._last = time.perf_counter()
@@ -46,9 +49,14 @@ class PhaseTimer:
         self._last = now
 
     def end_step(self, step: int) -> None:
+        if step >= self.first_step - 3 and self.between_steps:     # 3 warm-up calls before the first measured step
+            seconds = self.between_steps()
+            if step >= self.first_step:
+                self.between.append(seconds)
         if step >= self.first_step:
             self.steps.append(dict(self._current))
         self._current = defaultdict(float)
+        self._last = time.perf_counter()          # the time spent here belongs to no phase
 
     def seconds_per_step(self) -> dict[str, float]:
         """Mean seconds per measured step, per phase, and their sum ('step')."""
@@ -56,39 +64,46 @@ class PhaseTimer:
         return {**per_phase, "step": sum(per_phase.values())}
 
 
-def fwd_bwd_images_per_s(cfg: RunConfig, steps: int, device: torch.device, bf16: bool) -> float:
-    """The same model, loss and optimiser as ``train``, on one batch resident on the device: the
-    ceiling the training loop can reach (no data, no bookkeeping)."""
-    tc = cfg.train
-    train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
-    flame_dir = flame_dir_for(cfg.data)
-    mean_face = torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
-    model = build_model(cfg.model, flame_dir, mean_face).to(device).train()
-    loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
-    optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, steps, tc)
-    loader = train_loader(train_set, tc.batch_size, loader_options(0, device))
-    batch = to_device(next(iter(loader)), device)
+class ResidentStep:
+    """The same model, loss and optimiser as ``train``, stepping on one batch resident on the device:
+    the ceiling the training loop can reach (no data, no bookkeeping). Calling it runs one step and
+    returns its seconds."""
 
-    def step() -> None:
-        with autocast(device, bf16):
-            out = model(batch["image"])
-        terms = loss_fn(out, batch)
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, cfg: RunConfig, device: torch.device, bf16: bool, total_steps: int = 1000):
+        tc = cfg.train
+        train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
+        flame_dir = flame_dir_for(cfg.data)
+        mean_face = torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
+        self.model = build_model(cfg.model, flame_dir, mean_face).to(device).train()
+        self.loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
+        self.optimizer = build_optimizer(self.model, tc)
+        self.scheduler = build_scheduler(self.optimizer, total_steps, tc)
+        loader = train_loader(train_set, tc.batch_size, loader_options(0, device))
+        self.batch = to_device(next(iter(loader)), device)
+        self.device, self.bf16, self.grad_clip, self.images = device, bf16, tc.grad_clip, tc.batch_size
+
+    def __call__(self) -> float:
+        _synchronize(self.device)
+        started = time.perf_counter()
+        with autocast(self.device, self.bf16):
+            out = self.model(self.batch["image"])
+        terms = self.loss_fn(out, self.batch)
+        self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
-        if tc.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        _synchronize(self.device)
+        return time.perf_counter() - started
 
-    for _ in range(min(3, steps)):      # first steps allocate and pick kernels
+
+def fwd_bwd_images_per_s(cfg: RunConfig, steps: int, device: torch.device, bf16: bool) -> float:
+    """Images/s of :class:`ResidentStep` over ``steps`` steps after three warm-up steps."""
+    step = ResidentStep(cfg, device, bf16, steps + 3)
+    for _ in range(3):      # first steps allocate and pick kernels
         step()
-    _synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _synchronize(device)
-    return steps * tc.batch_size / (time.perf_counter() - started)
+    return steps * step.images / sum(step() for _ in range(steps))
 
 
 def loader_images_per_s(cfg: RunConfig, workers: int, device: torch.device, epochs: int = 2) -> list[float]:

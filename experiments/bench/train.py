@@ -1,7 +1,7 @@
 """How close does training run to the hardware's speed? Times the real training loop per phase (waiting
 for data, host-to-device copy, forward, loss, backward, optimiser, other) through its timing hook and,
-side by side in the same process, the same model's pure forward+backward+step on one resident batch;
-then the loader alone.
+interleaved step by step with it, the same model's pure forward+backward+step on one resident batch;
+then the loader alone. The ratio is the median over repeats of each run's paired ratio.
 
     python -m experiments.bench train --profile cpu --variant trans3dhead [--device D] [--steps N]
         [--set train.sync_every=50 --set data.num_workers=2] [--threads T] [--repeats R]
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from experiments.bench.convergence import _nested, _override
-from experiments.bench.phases import (STEP_PHASES, PhaseTimer, fwd_bwd_images_per_s, jpeg_loader_images_per_s,
+from experiments.bench.phases import (STEP_PHASES, PhaseTimer, ResidentStep, jpeg_loader_images_per_s,
                                      loader_images_per_s)
 from experiments.registry import deep_merge, load_registry
 from trans3dhead.config import RunConfig
@@ -40,16 +40,20 @@ def resolve_config(profile: str, variant: str, device: str, overrides: list[tupl
     return RunConfig.from_dict(deep_merge(raw, {"train": {"device": device}}))
 
 
-def time_training(cfg: RunConfig, steps: int, sync_phases: bool) -> tuple[dict, dict]:
-    """(seconds per step per phase, epoch overhead in seconds) of the real loop, after its first epoch."""
+def time_training(cfg: RunConfig, steps: int, sync_phases: bool, bf16: bool) -> PhaseTimer:
+    """The real loop's phases after its first epoch, each measured step followed by one pure
+    forward+backward+step of the same model on a resident batch: interleaved step by step, the two
+    see the same machine load (on a shared machine, load swings dwarf the difference between them)."""
     steps_per_epoch = cfg.data.n_train // cfg.train.batch_size
     epochs = 1 + math.ceil(steps / steps_per_epoch)
     cfg = RunConfig.from_dict(deep_merge(cfg.to_dict(), {"train": {"epochs": max(epochs, cfg.train.epochs)}}))
-    timer = PhaseTimer(select_device(cfg.train.device), first_step=steps_per_epoch, sync=sync_phases)
+    device = select_device(cfg.train.device)
+    timer = PhaseTimer(device, first_step=steps_per_epoch, sync=sync_phases,
+                       between_steps=ResidentStep(cfg, device, bf16))
     with tempfile.TemporaryDirectory(prefix="t3h-bench-train-") as workdir:
         train(cfg, Path(workdir), stop_after_epochs=epochs, show_progress=False, clock=timer)
-    timer.steps = timer.steps[:steps]
-    return timer.seconds_per_step(), dict(timer.overhead)
+    timer.steps, timer.between = timer.steps[:steps], timer.between[:steps]
+    return timer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
                         help="SECTION.KEY=VALUE (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=3, help="train / fwd+bwd pairs, alternated; medians shown")
+    parser.add_argument("--repeats", type=int, default=3, help="training runs (each interleaved with fwd+bwd steps); medians")
     parser.add_argument("--workers", type=int, nargs="*", default=[0], help="loader workers for the data-only figure")
     parser.add_argument("--jpeg-canvas", type=int, default=1024,
                         help="side of the SynthHeads JPEG canvases for the photograph loader figure (0: skip)")
@@ -82,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     phase_runs, overheads, fwd_bwd = [], [], []
     for repeat in range(args.repeats):
-        phases, overhead = time_training(cfg, args.steps, args.sync_phases)
-        phase_runs.append(phases)
-        overheads.append(overhead)
-        fwd_bwd.append(fwd_bwd_images_per_s(cfg, args.steps, device, bf16))
-        print(f"  repeat {repeat}: train {batch / phases['step']:.1f} img/s, fwd+bwd {fwd_bwd[-1]:.1f} img/s", flush=True)
+        timer = time_training(cfg, args.steps, args.sync_phases, bf16)
+        phase_runs.append(timer.seconds_per_step())
+        overheads.append(dict(timer.overhead))
+        fwd_bwd.append(len(timer.between) * batch / sum(timer.between))
+        print(f"  repeat {repeat}: train {batch / phase_runs[-1]['step']:.1f} img/s, fwd+bwd {fwd_bwd[-1]:.1f} img/s, "
+              f"ratio {batch / phase_runs[-1]['step'] / fwd_bwd[-1]:.3f}", flush=True)
+    ratios = [batch / r["step"] / f for f, r in zip(fwd_bwd, phase_runs)]
 
     median = {p: statistics.median(r[p] for r in phase_runs) for p in (*STEP_PHASES, "step")}
     print("per step (median of repeats), ms:")
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"draft decode {jpeg['draft']:.0f} img/s, full decode {jpeg['full']:.0f} img/s")
     train_rate = batch / median["step"]
     fwd_rate = statistics.median(fwd_bwd)
-    print(f"train/fwd-bwd: {train_rate / fwd_rate:.2f} (train {train_rate:.1f} img/s, fwd+bwd {fwd_rate:.1f} img/s, "
+    print(f"train/fwd-bwd: {statistics.median(ratios):.2f} (train {train_rate:.1f} img/s, fwd+bwd {fwd_rate:.1f} img/s, "
           f"{device}, {amp})")
     return 0
 
