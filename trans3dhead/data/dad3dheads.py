@@ -63,7 +63,7 @@ class DAD3DHeadsDataset(Dataset):
         self.image_size, self.train, self.seed, self.epoch = image_size, train, seed, 0
         self._annotations: dict[int, dict] = {}
         self.cache_in_memory = cache_in_memory
-        self._images: dict[int, Image.Image] = {}
+        self._images: dict[int, tuple[Image.Image, tuple[int, int], tuple[float, float]]] = {}
         self._geometry: dict[int, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
