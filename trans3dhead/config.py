@@ -173,7 +173,7 @@ class TrainConfig:
     # How the loop executes, not what it computes (left out of the run id; see registry.EXECUTION_ONLY):
     sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
     channels_last: bool = True               # CUDA only: NHWC convolutions (tensor-core friendly)
-    compile: bool = False                    # torch.compile the model (CUDA only; not measured there yet)
+    compile: bool = False                    # torch.compile the forward: did not pay on CPU; not measured on a GPU
 
     def validate(self) -> None:
         _check_choice("train.schedule", self.schedule, ("step", "cosine"))

@@ -69,7 +69,7 @@ class ResidentStep:
     the ceiling the training loop can reach (no data, no bookkeeping). Calling it runs one step and
     returns its seconds."""
 
-    def __init__(self, cfg: RunConfig, device: torch.device, bf16: bool, total_steps: int = 1000):
+    def __init__(self, cfg: RunConfig, device: torch.device, bf16: bool):
         tc = cfg.train
         train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
         flame_dir = flame_dir_for(cfg.data)
@@ -77,7 +77,7 @@ class ResidentStep:
         self.model = build_model(cfg.model, flame_dir, mean_face).to(device).train()
         self.loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
         self.optimizer = build_optimizer(self.model, tc)
-        self.scheduler = build_scheduler(self.optimizer, total_steps, tc)
+        self.scheduler = build_scheduler(self.optimizer, len(train_set) // tc.batch_size, tc)
         loader = train_loader(train_set, tc.batch_size, loader_options(0, device))
         self.batch = to_device(next(iter(loader)), device)
         self.device, self.bf16, self.grad_clip, self.images = device, bf16, tc.grad_clip, tc.batch_size
@@ -100,7 +100,7 @@ class ResidentStep:
 
 def fwd_bwd_images_per_s(cfg: RunConfig, steps: int, device: torch.device, bf16: bool) -> float:
     """Images/s of :class:`ResidentStep` over ``steps`` steps after three warm-up steps."""
-    step = ResidentStep(cfg, device, bf16, steps + 3)
+    step = ResidentStep(cfg, device, bf16)
     for _ in range(3):      # first steps allocate and pick kernels
         step()
     return steps * step.images / sum(step() for _ in range(steps))
