@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from experiments.bench.convergence import _nested, _override
+from experiments.overrides import parse_overrides
 from experiments.bench.phases import (STEP_PHASES, PhaseTimer, ResidentStep, jpeg_loader_images_per_s,
                                      loader_images_per_s)
-from experiments.registry import deep_merge, load_registry
+from experiments.registry import RegistryError, deep_merge, load_registry
 from trans3dhead.config import RunConfig
 from trans3dhead.data import ensure_synthheads
 from trans3dhead.engine import train
@@ -30,14 +30,10 @@ from trans3dhead.engine.loading import loader_options
 from trans3dhead.engine.runtime import select_device, use_bf16
 
 
-def resolve_config(profile: str, variant: str, device: str, overrides: list[tuple[str, list]]) -> RunConfig:
-    """The registry's run config with ``--set`` overrides (one value each) and the device."""
-    raw = load_registry().resolve(variant, profile).config.to_dict()
-    for key, values in overrides:
-        if len(values) != 1:
-            raise SystemExit(f"--set {key}: give one value (bench train measures one configuration)")
-        raw = deep_merge(raw, _nested(key, values[0]))
-    return RunConfig.from_dict(deep_merge(raw, {"train": {"device": device}}))
+def resolve_config(profile: str, variant: str, device: str, overrides: list[str]) -> RunConfig:
+    """The registry's run config with the command line's ``--set`` overrides and the device."""
+    config = load_registry().resolve(variant, profile, overrides=parse_overrides(overrides)).config
+    return RunConfig.from_dict(deep_merge(config.to_dict(), {"train": {"device": device}}))
 
 
 def time_training(cfg: RunConfig, steps: int, sync_phases: bool, bf16: bool) -> PhaseTimer:
@@ -62,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="trans3dhead")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=50, help="measured steps per repeat (after one warm-up epoch)")
-    parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
-                        help="SECTION.KEY=VALUE (repeatable)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="SECTION.KEY=VALUE (repeatable; as for experiments.run)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=3, help="training runs (each interleaved with fwd+bwd steps); medians")
     parser.add_argument("--workers", type=int, nargs="*", default=[0], help="loader workers for the data-only figure")
@@ -73,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = resolve_config(args.profile, args.variant, args.device, args.overrides)
+    try:
+        cfg = resolve_config(args.profile, args.variant, args.device, args.overrides)
+    except RegistryError as err:
+        parser.error(str(err))
     if cfg.data.benchmark == "synthheads":
         ensure_synthheads(cfg.data)
     device = select_device(cfg.train.device)
