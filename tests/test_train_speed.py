@@ -105,3 +105,13 @@ def test_auto_loader_options_follow_the_device():
     cuda = loader_options(-1, torch.device("cuda"))      # options only: no GPU needed
     assert cuda["pin_memory"] and cuda["num_workers"] >= 1 and cuda["persistent_workers"]
     assert loader_options(3, torch.device("cpu"))["num_workers"] == 3
+
+
+@pytest.mark.slow
+def test_bench_train_prints_phases_and_the_ratio_line(capsys):
+    from experiments.bench.train import main
+    assert main(["--profile", "smoke", "--steps", "2", "--repeats", "1", "--threads", "1", "--jpeg-canvas", "256"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.strip().startswith("backward") for line in lines)
+    assert any("JPEG photographs" in line and "draft decode" in line for line in lines)
+    assert lines[-1].startswith("train/fwd-bwd: ") and lines[-1].endswith(("cpu, bf16)", "cpu, fp32)"))

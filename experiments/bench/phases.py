@@ -37,7 +37,9 @@ class PhaseTimer:
         self.device, self.first_step, self.sync, self.between_steps = device, first_step, sync, between_steps
         self.steps: list[dict[str, float]] = []
         self.between: list[float] = []        # seconds of ``between_steps`` after each measured step
-        self.overhead: dict[str, float] = defaultdict(float)     # epoch start/end: validation, checkpoint
+        # Outside the steps: 'setup' (datasets, model) before the first step, then the epoch ends
+        # (validation, checkpoint) once measuring has begun.
+        self.overhead: dict[str, float] = defaultdict(float)
         self._current: dict[str, float] = defaultdict(float)
         self._last = time.perf_counter()
 
@@ -45,7 +47,12 @@ class PhaseTimer:
         if self.sync:
             _synchronize(self.device)
         now = time.perf_counter()
-        (self._current if phase in STEP_PHASES else self.overhead)[phase] += now - self._last
+        if phase in STEP_PHASES:
+            self._current[phase] += now - self._last
+        elif not self.overhead:
+            self.overhead["setup"] = now - self._last
+        elif self.steps and phase == "epoch_end":
+            self.overhead["epoch_end"] += now - self._last
         self._last = now
 
     def end_step(self, step: int) -> None:

@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     print("per step (median of repeats), ms:")
     for phase in (*STEP_PHASES, "step"):
         print(f"  {phase:10s} {1e3 * median[phase]:9.2f}  {100 * median[phase] / median['step']:5.1f}%")
-    validation = statistics.median(o.get("epoch_end", 0.0) + o.get("epoch_start", 0.0) for o in overheads)
-    print(f"  per epoch outside the steps (validation, checkpoint): {validation:.2f} s")
+    measured_epochs = math.ceil(args.steps / (cfg.data.n_train // batch))
+    epoch_end = statistics.median(o.get("epoch_end", 0.0) for o in overheads) / measured_epochs
+    setup = statistics.median(o.get("setup", 0.0) for o in overheads)
+    print(f"  per epoch outside the steps (validation, checkpoint): {epoch_end:.2f} s; setup before the first "
+          f"step (data sets, mean face, model): {setup:.2f} s")
     for workers in args.workers:
         rates = loader_images_per_s(cfg, workers, device)
         print(f"data only, {workers} worker(s): first epoch {rates[0]:.0f} img/s, then {rates[-1]:.0f} img/s")
