@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from experiments import launch, preflight, runlock, store
+from experiments import estimate, launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config value for every run (YAML value; repeatable), e.g. "
                              "--set train.epochs=16; part of the run id; not an ablation switch")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
+    parser.add_argument("--estimate", action="store_true",
+                        help="with --dry-run: time each model size here and say how long (re)training would take")
     parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")
     parser.add_argument("--registry", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -166,9 +168,24 @@ def _only(runs: list, only: str | None, target: str) -> list:
     return [run for run in runs if set(run.variants) & set(wanted)]
 
 
+def _print_estimate(runs: list, todo: list, args) -> None:
+    import torch
+
+    slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
+    everything, per_class = estimate.estimate(runs, slots, threads)
+    still, _ = estimate.estimate(todo, slots, threads) if todo else (0.0, {})
+    rates = ", ".join(f"{key[0]} {1000 * sec:.0f} ms/step" for key, sec in per_class.items())
+    print(f"estimate on this machine ({slots} job(s) at once, {threads} thread(s) each; measured {rates}): "
+          f"retraining all {len(runs)} runs takes about {estimate.describe(everything)}, the {len(todo)} still "
+          f"to run about {estimate.describe(still)} (training steps only: data loading, validation and "
+          "evaluation come on top)")
+
+
 def cmd_run(registry, args) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds={args.seeds}: use 1 or more")
+    if args.estimate and not args.dry_run:
+        raise UsageError("--estimate goes with --dry-run (it times the plan's models, then submits nothing)")
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UsageError(f"--max-parallel={args.max_parallel}: use 1 or more (or leave it out: one job per core or GPU)")
     cluster = None
@@ -204,6 +221,8 @@ def cmd_run(registry, args) -> int:
                    else "; ".join(r for r in reasons[run.run_id] if r != "not run yet"))
             if why:
                 print(f"         {why}")
+    if args.dry_run and args.estimate:
+        _print_estimate(runs, todo, args)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)

@@ -133,3 +133,14 @@ def test_only_restricts_the_plan_to_the_named_rows(tmp_path, capsys):
     assert code == 0 and "4 runs, 0 reused, 4 to run" in out
     planned = {line.split()[5] for line in out.splitlines() if line.strip().startswith("[run ]")}
     assert planned == {"trans3dhead", "dad3dnet"}
+
+
+def test_dry_run_estimate_times_each_model_size_here(tmp_path, capsys):
+    code = run.main(["table3", "--profile", "smoke", "--dry-run", "--estimate", "--only", "trans3dhead,dad3dnet",
+                     "--results", str(tmp_path / "r"), "--jobs", str(tmp_path / "j")])
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("estimate on this machine"))
+    assert code == 0 and "trans3dhead" in line and "dad3dnet" in line and "ms/step" in line
+    assert "retraining all 2 runs takes about" in line and "the 2 still to run" in line
+    assert not (tmp_path / "r").exists()
+    assert run.main(["table3", "--profile", "smoke", "--estimate"]) == 2       # --estimate alone submits nothing
