@@ -17,12 +17,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from trans3dhead.atomic import atomic_write_text
 from trans3dhead.config import RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
 from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
 from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
-from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
 from trans3dhead.engine.loading import loader_options, train_loader
+from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
 from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
 from trans3dhead.engine.schedule import build_optimizer, build_scheduler
 from trans3dhead.engine.steplog import NoClock, NonFiniteLossError, PhaseClock, StepLog
@@ -37,7 +38,6 @@ __all__ = ["CHECKPOINT", "CURVE", "NonFiniteLossError", "train", "validation_nme
 
 
 def _write_curve(rows: list[dict], path: Path) -> None:
-    from trans3dhead.atomic import atomic_write_text     # here: the rest of this file is another issue's
     atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
 
 
