@@ -87,3 +87,9 @@ def test_pretrained_weights_offline_give_a_clear_error(monkeypatch, flame_dir):
     cfg = ModelConfig(backbone="resnet18", backbone_stride=8, d_model=32, nheads=4, pretrained=True)
     with pytest.raises(PretrainedWeightsUnavailable, match="hub/checkpoints"):
         build_model(cfg, flame_dir, torch.rand(68, 2))
+
+
+def test_the_configs_backbones_are_the_ones_the_model_can_build():
+    from trans3dhead.config import BACKBONES
+    from trans3dhead.models.backbone import _STAGE_CHANNELS
+    assert set(BACKBONES) == set(_STAGE_CHANNELS)

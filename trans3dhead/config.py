@@ -15,6 +15,7 @@ PLACEMENTS = ("none", "landmark", "both")
 MEAN_FACE_MODES = ("fixed", "learnable_average", "learnable_random", "none")
 POSE_INITS = ("none", "mean_face")
 TRUNK_INITS = ("random", "synthheads-rotation")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")   # models/backbone.py knows each one's stages
 ARCHS = ("trans3dhead", "dad3dnet")
 BENCHMARKS = ("synthheads", "dad3dheads")
 
@@ -95,8 +96,7 @@ class ModelConfig:
         if unknown or "3dmm" not in self.branches:
             raise ConfigError(
                 f"model.branches={list(self.branches)}: use [landmark, 3dmm] or [3dmm] (only-3DMM)")
-        from trans3dhead.models.backbone import _STAGE_CHANNELS     # the trunks the model can build
-        _check_choice("model.backbone", self.backbone, tuple(_STAGE_CHANNELS))
+        _check_choice("model.backbone", self.backbone, BACKBONES)
         for name in ("d_model", "nheads", "dim_feedforward", "neck_channels", "bifpn_layers", "head_hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)}: must be >= 1")
