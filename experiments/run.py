@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from experiments import estimate, launch, preflight, runlock, store
+from experiments import launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem
@@ -170,6 +170,8 @@ def _only(runs: list, only: str | None, target: str) -> list:
 
 def _print_estimate(runs: list, todo: list, args) -> None:
     import torch
+
+    from experiments import estimate       # builds models: imported only when asked (the CLI stays light)
 
     slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
     everything, per_class = estimate.estimate(runs, slots, threads)
