@@ -23,3 +23,16 @@ def synth_root(tmp_path_factory):
     from trans3dhead.data.synth.generate import generate
     root = tmp_path_factory.mktemp("synth")
     return generate(root, train=24, val=8, test=8, aflw=6, image_size=96, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _engine_left_as_found():
+    """Fails the test that leaves ``trans3dhead.engine.train``/``evaluate`` replaced (a fake that outlives
+    its test makes a later in-process training write fake checkpoints, far from the cause)."""
+    yield
+    import sys
+    engine = sys.modules.get("trans3dhead.engine")
+    if engine is not None:
+        for name in ("train", "evaluate"):
+            assert getattr(engine, name).__module__ == f"trans3dhead.engine.{name}", \
+                f"this test left trans3dhead.engine.{name} replaced by {getattr(engine, name)!r}"

@@ -59,8 +59,9 @@ def _start_training_job(tmp: Path, seconds: float) -> subprocess.Popen:
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    fakejob.install()
     monkeypatch.setattr(fakejob, "DELAY_S", 0.0)
+    # Through monkeypatch only: fakejob.install() would outlive this test (monkeypatch restores the
+    # value it found), and a later in-process training would write b"fake" checkpoints.
     import trans3dhead.engine as engine
     monkeypatch.setattr(engine, "train", fakejob.fake_train)
     monkeypatch.setattr(engine, "evaluate", fakejob.fake_evaluate)
