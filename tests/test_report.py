@@ -266,6 +266,20 @@ def test_code_versions_name_later_evaluations_apart():
     assert report.code_versions(rows(), []) == "—"
 
 
+def test_provenance_names_the_trunk_and_the_training_cost():
+    from experiments.report.provenance import training_cost, trunk_origin
+    trunk = {"init": "synthheads-rotation", "path": "data/trunks/resnet18-s8-abc.pt", "rotation_accuracy": 0.994,
+             "pretrain_wall_s": 2234.0}
+    metas = [{"train_wall_s": 60.0, "trunk": trunk}, {"train_wall_s": 180.0, "trunk": trunk}, {"train_wall_s": 120.0}]
+    origin = trunk_origin(metas)
+    assert "`resnet18-s8-abc.pt`" in origin and "0.994" in origin and "37 min" in origin
+    assert origin.count("resnet18-s8-abc.pt") == 1                    # pretrained once, shared
+    assert "random initialisation (1 run(s)" in origin
+    assert trunk_origin([{"train_wall_s": 1.0}]).startswith("random initialisation")
+    assert training_cost(metas) == "3 run(s), 0.10 h of training in all (median 2.0 min per run, one run per core or device)"
+    assert training_cost([{}]) == "—"
+
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_PROFILES = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_dir())
 

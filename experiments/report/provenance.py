@@ -34,10 +34,32 @@ def code_versions(rows: list[RowRuns], trained_with: list[str]) -> str:
     return f"{', '.join(trained_with)} (training); {', '.join(evaluated_with)} (evaluation)"
 
 
+def training_cost(metas: list[dict]) -> str:
+    """The runs' training wall time: what regenerating the table's numbers costs on that hardware."""
+    walls = [float(m["train_wall_s"]) for m in metas if isinstance(m.get("train_wall_s"), (int, float))]
+    if not walls:
+        return "—"
+    return (f"{len(walls)} run(s), {sum(walls) / 3600:.2f} h of training in all "
+            f"(median {np.median(walls) / 60:.1f} min per run, one run per core or device)")
+
+
+def trunk_origin(metas: list[dict]) -> str:
+    """Where the runs' trunk weights came from, and what pretraining them cost (once, shared by every run)."""
+    trunks = {str(m["trunk"].get("path", "")).rsplit("/", 1)[-1]: m["trunk"] for m in metas
+              if isinstance(m.get("trunk"), dict)}
+    random_runs = sum(1 for m in metas if not isinstance(m.get("trunk"), dict))
+    parts = [f"`{name}` (SynthHeads rotation pretraining on images of no benchmark split: rotation "
+             f"accuracy {t.get('rotation_accuracy', float('nan')):.3f}, {t.get('pretrain_wall_s', 0) / 60:.0f} min "
+             f"once, shared by every run)" for name, t in sorted(trunks.items())]
+    if random_runs:
+        parts.append(f"random initialisation ({random_runs} run(s); the paper starts from ImageNet weights)")
+    return "; ".join(parts) if parts else "—"
+
+
 def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[int],
                noise: dict[str, stats.SeedNoise], overrides: tuple = ()) -> list[str]:
     """The header's bullet lines (the overrides line only when ``--set`` was given)."""
-    metas = [r.meta for rr in rows for r in rr.done]
+    metas = list({r.meta.get("run_id", id(r)): r.meta for rr in rows for r in rr.done}.values())  # a run in two rows counts once
     values = lambda key: sorted({str(m[key]) for m in metas if m.get(key)})  # noqa: E731
     benchmarks = values("benchmark")
     benchmark = ("; ".join(benchmark_name(b, spec.dataset) for b in benchmarks) if benchmarks
@@ -55,6 +77,8 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
         lines.append(f"- Overrides: `{describe(overrides)}` on top of the profile (part of every run id)")
     lines += [f"- Code version(s): {code_versions(rows, values('code_version'))}",
               f"- Hardware: {hardware}",
+              f"- Training: {training_cost(metas)}",
+              f"- Trunk: {trunk_origin(metas)}",
               f"- Date(s) of the runs: {', '.join(values('date')) or '—'}",
               "- Paper: the published DAD-3DHeads / AFLW2000-3D numbers, beside ours for direction, "
               "not for equality."]
