@@ -22,6 +22,7 @@ from experiments import launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem
+from trans3dhead.cli import summary
 from trans3dhead.config import ConfigError, did_you_mean
 
 COMMANDS = ("list", "status", "report")
@@ -38,7 +39,7 @@ def _jobs_per_gpu(value: str) -> int | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.run", description=summary(__doc__))
     parser.add_argument("target", help="a table or figure (table1..table8, figure7, figure8), all, list, status, report")
     parser.add_argument("table", nargs="?", help="for status / report: restrict to one table")
     parser.add_argument("--profile", default=DEFAULT_PROFILE)

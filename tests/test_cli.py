@@ -119,3 +119,9 @@ def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
     assert rows.loc["test", "eval_code_version"] == store.code_version()
     assert rows.loc["val", "eval_code_version"] == store.code_version()   # written by the training job itself
     assert rows.loc["test", "code_version"] == "trained-by-old-code"
+
+
+def test_help_descriptions_keep_the_docstrings_whole_first_paragraph():
+    from trans3dhead.cli import summary
+    assert summary("One sentence that\n    wraps here.\n\nDetails.") == "One sentence that wraps here."
+    assert summary(None) == ""

@@ -24,3 +24,10 @@ def guarded(body: Callable[[], int | None], input_errors: tuple[type[BaseExcepti
     except OSError as err:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return WRITE_FAILED
+
+
+def summary(doc: str | None) -> str:
+    """A module docstring's first paragraph on one line: a ``--help`` description that does not stop
+    mid-sentence where the docstring wraps."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())

@@ -23,6 +23,7 @@ from trans3dhead.engine.checkpoint import CheckpointError
 from trans3dhead.engine.evaluate import load_model
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.geometry import euler_from_rotation_np
+from trans3dhead.cli import summary
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -124,7 +125,7 @@ def predict(checkpoint: Path, images: list[Path], out: Path, bbox: list[float] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trans3dhead.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trans3dhead.predict", description=summary(__doc__))
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("images", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, required=True)

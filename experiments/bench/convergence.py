@@ -26,6 +26,7 @@ from experiments.overrides import parse_sweep
 from experiments.registry import RegistryError, load_registry
 from experiments.stats import change_within, window_change
 from trans3dhead.config import RunConfig
+from trans3dhead.cli import summary
 
 
 def _sweep_axis(spec: str) -> tuple[str, list]:
@@ -55,7 +56,7 @@ def _train_one(task: tuple) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench convergence", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench convergence", description=summary(__doc__))
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--variants", default="trans3dhead,dad3dnet", help="comma-separated registry variants")
     parser.add_argument("--set", dest="overrides", type=_sweep_axis, action="append", default=[],

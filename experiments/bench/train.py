@@ -28,6 +28,7 @@ from trans3dhead.data import ensure_synthheads
 from trans3dhead.engine import train
 from trans3dhead.engine.loading import loader_options
 from trans3dhead.engine.runtime import select_device, use_bf16
+from trans3dhead.cli import summary
 
 
 def resolve_config(profile: str, variant: str, device: str, overrides: list[str]) -> RunConfig:
@@ -53,7 +54,7 @@ def time_training(cfg: RunConfig, steps: int, sync_phases: bool, bf16: bool) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench train", description=summary(__doc__))
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--variant", default="trans3dhead")
     parser.add_argument("--device", default="auto")

@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from trans3dhead.atomic import folder_problem
-from trans3dhead.cli import guarded
+from trans3dhead.cli import guarded, summary
 from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.synth.canvas import place_on_canvas
 from trans3dhead.data.synth.scene import Scene, sample_scene
@@ -183,7 +183,7 @@ def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_siz
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trans3dhead.data.synth", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trans3dhead.data.synth", description=summary(__doc__))
     parser.add_argument("--out", type=Path, required=True)
     for split, default in (("train", 64), ("val", 16), ("test", 16), ("aflw", 16)):
         parser.add_argument(f"--{split}", type=int, default=default)
