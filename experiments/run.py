@@ -100,15 +100,6 @@ def _work_reasons(run, args) -> list[str]:
     return store.run_problems(store.run_dir(args.results, args.profile, run.run_id), run.evaluations)
 
 
-def _corrupt_files(path: Path, evaluations) -> list[str]:
-    """The stored files of a run that exist but do not parse or validate."""
-    if (path / "meta.json").is_file() and store.read_meta(path) is None:
-        return [f"{path / 'meta.json'} is corrupt"]
-    return [problem for dataset, split in evaluations
-            if (path / f"eval-{store.eval_name(dataset, split)}.json").is_file()
-            and (problem := store.evaluation_problem(path, dataset, split))]
-
-
 def cmd_list(registry) -> int:
     print("Variants:")
     for name, entry in registry.variants.items():
@@ -128,7 +119,7 @@ def cmd_status(registry, args) -> int:
     for run in runs:
         path = store.run_dir(args.results, args.profile, run.run_id)
         status, error = _live_status(run, args)
-        if status in ("done", "missing") and (reasons := _corrupt_files(path, run.evaluations)):
+        if status in ("done", "missing") and (reasons := store.corrupt_files(path, run.evaluations)):
             status, error = "broken", "; ".join(reasons) + " (the next run of its table redoes it)"
         counts[status] = counts.get(status, 0) + 1
         meta = store.read_meta(path) or {}

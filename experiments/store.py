@@ -168,18 +168,30 @@ def has_evaluation(path: Path, dataset: str, split: str) -> bool:
     return evaluation_problem(path, dataset, split) is None
 
 
+def corrupt_files(path: Path, evaluations) -> list[str]:
+    """The run's stored files that exist but do not parse or validate (a missing file is not corrupt)."""
+    path = Path(path)
+    if (path / "meta.json").is_file() and read_meta(path) is None:
+        return [f"{path / 'meta.json'} is corrupt"]
+    problems = [p for d, s in evaluations
+                if (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
+    if (path / "curve.csv").is_file() and curve(path) is None:
+        problems.append(f"{path / 'curve.csv'} is corrupt")
+    return problems
+
+
 def run_problems(path: Path, evaluations) -> list[str]:
-    """What keeps a run from counting as finished: its status, each unusable evaluation, a corrupt curve."""
+    """What keeps a run from counting as finished: its status, each missing or unusable evaluation, a
+    corrupt curve."""
+    path = Path(path)
     meta = read_meta(path)
     if meta is None:
-        corrupt = (Path(path) / "meta.json").is_file()
-        return [f"{Path(path) / 'meta.json'} is corrupt" if corrupt else "not run yet"]
+        return corrupt_files(path, ()) or ["not run yet"]
     if meta.get("status") != "done":
         return [f"status {meta.get('status', 'missing')}"]
-    problems = [p for d, s in evaluations if (p := evaluation_problem(path, d, s))]
-    if (Path(path) / "curve.csv").is_file() and curve(path) is None:
-        problems.append(f"{Path(path) / 'curve.csv'} is corrupt")
-    return problems
+    missing = [p for d, s in evaluations
+               if not (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
+    return missing + corrupt_files(path, evaluations)
 
 
 def collect(results_root: str | Path, profile: str) -> pd.DataFrame:

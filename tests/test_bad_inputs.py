@@ -243,6 +243,8 @@ CASES = [
          stored_run(lambda out: (out / "eval-dad3dheads-val.json").write_text("[]"))),
     Case("status-per-sample-truncated", "run", f"status table3 {RUN}", 0, ("broken", "eval-dad3dheads-val.csv"),
          stored_run(lambda out: (out / "eval-dad3dheads-val.csv").write_text('item_id,nme\n"a,1'))),
+    Case("status-curve-truncated", "run", f"status table3 {RUN}", 0, ("broken", "curve.csv is corrupt"),
+         stored_run(lambda out: (out / "curve.csv").write_text('epoch,step,val_nme\n1,"10'))),
     Case("plan-eval-truncated-is-redone", "run", DRY, 0, ("[run ]", "eval-dad3dheads-val.json is not valid JSON"),
          stored_run(lambda out: (out / "eval-dad3dheads-val.json").write_text('{"dataset": "dad3d'))),
     Case("report-eval-aggregate-a-list", "run", f"report table3 {RUN}", 0, ("wrote",),
