@@ -19,7 +19,7 @@ from trans3dhead.metrics import METRICS
 REGISTRY_DIR = Path(__file__).parent / "registry"
 DEFAULT_PROFILE = "cpu"          # the embedded benchmark on a 2-core laptop
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
-PROFILE_KEYS = {"base", "description", "benchmark_note", "model", "data", "train"}
+PROFILE_KEYS = {"base", "description", "benchmark_note", "verdicts_beside", "model", "data", "train"}
 TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures"}
 ROW_KEYS = {"label", "variant", "paper"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
@@ -337,6 +337,12 @@ def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
     for name, entry in profiles.items():
         _check_profile(name, entry)
     profiles = _inherit_profiles(profiles)
+    for name, entry in profiles.items():
+        beside = entry.get("verdicts_beside")
+        if beside is not None and (beside not in profiles or beside == name):
+            did = did_you_mean(str(beside), list(profiles))
+            raise RegistryError(f"profiles.yaml: {name}: verdicts_beside '{beside}' must name another profile{did} "
+                                f"(valid: {[p for p in profiles if p != name]})")
     tables = {name: _parse_table(name, raw, variants) for name, raw in _read_yaml(root / "tables.yaml").items()}
     clusters = {p.stem: p for p in sorted((root / "clusters").glob("*.yaml"))}
     registry = Registry(variants, tables, profiles, clusters, root)

@@ -50,8 +50,8 @@ def registry(tmp_path_factory):
 
 
 def write_run(results, registry, variant, seed, *, status="done", per_sample=None, efficiency=None, curve=None,
-              error="", code_version="abc1234", train_wall_s=100.0):
-    path = store.run_dir(results, PROFILE, registry.resolve(variant, PROFILE, seed).run_id)
+              error="", code_version="abc1234", train_wall_s=100.0, profile=PROFILE):
+    path = store.run_dir(results, profile, registry.resolve(variant, profile, seed).run_id)
     store.write_meta(path, {"variants": [variant], "seed": seed, "status": status, "error": error,
                             "benchmark": "synthheads", "code_version": code_version, "device": "cpu", "amp": "bf16",
                             "host": "testbox", "date": "2026-11-24", "train_wall_s": train_wall_s})
@@ -278,6 +278,40 @@ def test_provenance_names_the_trunk_and_the_training_cost():
     assert trunk_origin([{"train_wall_s": 1.0}]).startswith("random initialisation")
     assert training_cost(metas) == "3 run(s), 0.10 h of training in all (median 2.0 min per run, one run per core or device)"
     assert training_cost([{}]) == "—"
+
+
+def test_claims_show_another_profiles_verdicts_and_count_the_changes(tmp_path):
+    """A long profile's claims page beside the quick one's: QA's step holds quickly, reverses when longer."""
+    root = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, root)
+    (root / "tables.yaml").write_text(yaml.safe_dump(MINI_TABLES, sort_keys=False))
+    profiles = yaml.safe_load((root / "profiles.yaml").read_text())
+    profiles["smoke-long"] = {"base": PROFILE, "verdicts_beside": PROFILE, "train": {"epochs": 4}}
+    (root / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    registry = load_registry(root)
+    rng = np.random.default_rng(1)
+    hardness = centred(rng, 0.3)
+    for profile, qa_change in ((PROFILE, -0.5), ("smoke-long", +0.5)):
+        for seed in (0, 1):
+            write_run(tmp_path / "results", registry, "baseline", seed, per_sample={"nme": 2.0 + hardness + 0.01 * seed},
+                      curve=FLAT, profile=profile)
+            write_run(tmp_path / "results", registry, "qa", seed, curve=FLAT, profile=profile,
+                      per_sample={"nme": 2.0 + qa_change + hardness + centred(rng, 0.05)})
+    report.write_reports(registry, "smoke-long", list(registry.tables), tmp_path / "results", tmp_path / "reports")
+    page = (tmp_path / "reports" / "smoke-long" / "claims.md").read_text()
+    qa_row = next(line for line in page.splitlines() if "base → +QA" in line)
+    assert qa_row.endswith("| reversed | holds | **changed** |")
+    assert "verdict, profile `smoke`" in page and "1 of 1 verdicts that both profiles could give differ" in page
+    euler_row = next(line for line in page.splitlines() if "+QA → +Euler" in line)
+    assert euler_row.endswith("| — |")                      # neither profile ran it: nothing to compare
+    quick = (tmp_path / "reports" / PROFILE / "claims.md")
+    report.write_reports(registry, PROFILE, list(registry.tables), tmp_path / "results", tmp_path / "reports")
+    assert "verdict, profile" not in quick.read_text()      # only the profile that asks gets the column
+
+    profiles["smoke-long"]["verdicts_beside"] = "smoek"
+    (root / "profiles.yaml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    with pytest.raises(Exception, match="verdicts_beside 'smoek' must name another profile.*smoke"):
+        load_registry(root)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -99,24 +99,50 @@ def steps_section(results: list[StepResult]) -> list[str]:
 CLAIMS = "claims.md"
 
 
-def claims_lines(inputs: Inputs, contexts: list) -> list[str]:
+def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None = None) -> list[str]:
     """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, the
-    verdict, and whether the runs behind it converged (``reports/<profile>/claims.md``)."""
+    verdict, and whether the runs behind it converged (``reports/<profile>/claims.md``). ``beside`` =
+    (another profile, its table contexts) adds that profile's verdict on each claim and marks where the
+    two differ: what a quick profile's verdicts are worth against a converged one's."""
     note = inputs.registry.profiles.get(inputs.profile, {}).get("benchmark_note", "")
-    rows = []
+    other_verdicts = {}
+    if beside:
+        other_verdicts = {(ctx.name, r.step.from_label, r.step.to_label, r.metric): r.verdict
+                          for ctx in beside[1] for r in ctx.steps}
+    rows, differ = [], 0
     for ctx in contexts:
         for r in ctx.steps:
             d = r.delta
             ours = "—" if d is None else f"{fmt(d.delta, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]"
-            rows.append([f"[{ctx.name}]({ctx.name}.md)", r.step.claim or "—",
-                         f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric),
-                         fmt(r.paper_change, r.metric), ours, r.verdict])
-    return [f"# The paper's claims on the embedded benchmark, profile `{inputs.profile}`", "",
-            f"Benchmark: {note or '—'}. One row per claim and metric, from the tables' ablation steps "
-            "(change = after − before; the interval and verdict as in each table's report). A verdict "
-            "that rests on unconverged runs says so: it ranks learning speed, not capacity.", "",
-            md_table(["table", "claim", "step", "metric", "change (paper)", "change (ours) [95% CI]", "verdict"],
-                     rows), ""]
+            row = [f"[{ctx.name}]({ctx.name}.md)", r.step.claim or "—",
+                   f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric),
+                   fmt(r.paper_change, r.metric), ours, r.verdict]
+            if beside:
+                other = other_verdicts.get((ctx.name, r.step.from_label, r.step.to_label, r.metric), "—")
+                changed = _verdict_changed(r.verdict, other)
+                differ += changed is True
+                row += [other, {True: "**changed**", False: "same", None: "—"}[changed]]
+            rows.append(row)
+    header = ["table", "claim", "step", "metric", "change (paper)", "change (ours) [95% CI]", "verdict"]
+    lines = [f"# The paper's claims on the embedded benchmark, profile `{inputs.profile}`", "",
+             f"Benchmark: {note or '—'}. One row per claim and metric, from the tables' ablation steps "
+             "(change = after − before; the interval and verdict as in each table's report). A verdict "
+             "that rests on unconverged runs says so: it ranks learning speed, not capacity.", ""]
+    if beside:
+        header += [f"verdict, profile `{beside[0]}`", "vs this profile"]
+        compared = sum(1 for row in rows if row[-1] != "—")
+        lines += [f"Beside each verdict, the profile `{beside[0]}`'s on the same claim (its own reports: "
+                  f"[reports/{beside[0]}/claims.md](../{beside[0]}/claims.md)): {differ} of {compared} verdicts "
+                  "that both profiles could give differ.", ""]
+    return lines + [md_table(header, rows), ""]
+
+
+def _verdict_changed(verdict: str, other: str) -> bool | None:
+    """Whether two verdicts differ in kind (holds / reversed / noise), ignoring their unconverged notes;
+    None when either profile has no verdict yet."""
+    kinds = [next((k for k in (stats.HOLDS, stats.REVERSED, stats.NOISE) if v.startswith(k)), None)
+             for v in (verdict, other)]
+    return None if None in kinds else kinds[0] != kinds[1]
 
 
 def index_lines(inputs: Inputs, out_dir) -> list[str]:

@@ -30,18 +30,26 @@ def report_folder(profile: str, overrides: tuple = ()) -> str:
     return name
 
 
-def table_report(inputs: Inputs, name: str, out_dir: Path) -> TableContext:
-    """Writes one table's or figure's report (markdown and its PNGs) into ``out_dir``; returns its context
-    (with the ablation steps it computed, which the claims page gathers)."""
+def table_context(inputs: Inputs, name: str, out_dir: Path) -> TableContext:
+    """One table's runs, seed noise and ablation steps, gathered from the store (nothing written)."""
     spec = inputs.registry.table(name)
     seeds = table_seeds(inputs, spec)
     by_label = {row.label: gather_row(inputs, row, spec, seeds) for row in spec.rows if row.variant is not None}
     ctx = TableContext(name, spec, inputs, seeds, by_label, seed_noise(by_label, spec.metrics), out_dir)
+    if spec.kind == "table":
+        ctx.steps = step_results(spec, by_label, ctx.noise)
+    return ctx
+
+
+def table_report(inputs: Inputs, name: str, out_dir: Path) -> TableContext:
+    """Writes one table's or figure's report (markdown and its PNGs) into ``out_dir``; returns its context
+    (with the ablation steps it computed, which the claims page gathers)."""
+    ctx = table_context(inputs, name, out_dir)
+    spec = ctx.spec
     lines = [f"# {name}: {spec.title}", "",
-             *provenance(spec, inputs.profile, list(by_label.values()), seeds, ctx.noise, inputs.overrides), ""]
+             *provenance(spec, inputs.profile, list(ctx.by_label.values()), ctx.seeds, ctx.noise, inputs.overrides), ""]
     if spec.kind == "table":
         lines += results_tables(ctx)
-        ctx.steps = step_results(spec, by_label, ctx.noise)
         lines += steps_section(ctx.steps)
         lines += table_figure_lines(ctx)
     else:
@@ -59,7 +67,12 @@ def _write(registry: Registry, profile: str, tables: list[str], results_root: Pa
     index.write_text("\n".join(index_lines(inputs, out_dir)) + "\n")
     every_table = set(tables) == set(registry.tables)
     if every_table:       # the claims page summarises every table, so only a full report writes it
-        claims.write_text("\n".join(claims_lines(inputs, [c for c in contexts if c.steps])) + "\n")
+        beside = registry.profiles.get(profile, {}).get("verdicts_beside")
+        other = None
+        if beside and not overrides:
+            other_inputs = Inputs(registry, beside, (), Path(results_root), store.collect(results_root, beside))
+            other = (beside, [table_context(other_inputs, c.name, out_dir) for c in contexts if c.steps])
+        claims.write_text("\n".join(claims_lines(inputs, [c for c in contexts if c.steps], other)) + "\n")
     return [out_dir / f"{c.name}.md" for c in contexts] + [index] + ([claims] if every_table else [])
 
 
