@@ -173,6 +173,12 @@ def _print_estimate(runs: list, todo: list, args) -> None:
           f"retraining all {len(runs)} runs takes about {estimate.describe(everything)}, the {len(todo)} still "
           f"to run about {estimate.describe(still)} (training steps only: data loading, validation and "
           "evaluation come on top)")
+    from trans3dhead.engine.pretrain import trunk_path
+    uncached = sorted({str(path) for r in todo if r.config.model.trunk_init != "random"
+                       and not (path := trunk_path(r.config.model, r.config.data)).is_file()})
+    if uncached:
+        print(f"  plus pretraining {len(uncached)} trunk(s) not cached here, once each before their first run: "
+              + ", ".join(uncached))
 
 
 def cmd_run(registry, args) -> int:
@@ -217,6 +223,8 @@ def cmd_run(registry, args) -> int:
                 print(f"         {why}")
     if args.dry_run and args.estimate:
         _print_estimate(runs, todo, args)
+    elif args.dry_run and todo:
+        print("how long that takes on this machine: add --estimate (it times each model's training step here)")
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)

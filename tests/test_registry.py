@@ -144,3 +144,14 @@ def test_dry_run_estimate_times_each_model_size_here(tmp_path, capsys):
     assert "retraining all 2 runs takes about" in line and "the 2 still to run" in line
     assert not (tmp_path / "r").exists()
     assert run.main(["table3", "--profile", "smoke", "--estimate"]) == 2       # --estimate alone submits nothing
+
+
+def test_dry_run_points_to_the_estimate_and_names_trunks_still_to_pretrain(tmp_path, capsys):
+    common = ["table3", "--profile", "smoke", "--dry-run", "--only", "trans3dhead", "--results", str(tmp_path / "r"),
+              "--jobs", str(tmp_path / "j"), "--set", "model.trunk_init=synthheads-rotation",
+              "--set", f"data.root={tmp_path / 'data'}"]
+    assert run.main(common) == 0
+    assert "add --estimate" in capsys.readouterr().out
+    assert run.main([*common, "--estimate"]) == 0
+    trunk_line = next(line for line in capsys.readouterr().out.splitlines() if "plus pretraining" in line)
+    assert "1 trunk(s) not cached here" in trunk_line and str(tmp_path / "data" / "trunks") in trunk_line
