@@ -44,10 +44,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (:func:`atomic_write`); returns ``path`` as a Path."""
     return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Writes ``text`` to ``path`` atomically, UTF-8 encoded; returns ``path`` as a Path."""
     return atomic_write_bytes(path, text.encode())
 
 

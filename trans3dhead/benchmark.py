@@ -207,6 +207,8 @@ def _default_flame_dir(gt_path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``make-gt`` / ``score`` CLI; returns the exit status: 0, 1 (items left unscored without
+    ``--allow-missing``, or ``--out`` unwritable) or 2 (an unreadable or malformed input)."""
     parser = argparse.ArgumentParser(prog="python -m trans3dhead.benchmark", description="Official-format scoring")
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make-gt", help="write the official GT file of a DAD-3DHeads-layout split")

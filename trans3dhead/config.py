@@ -43,6 +43,11 @@ def switch(default: Any, *, default_factory: Any = dataclasses.MISSING) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The network (``model.*``): architecture, trunk, transformer sizes and the paper's ablation switches.
+
+    ``qamem``, ``mqinit`` and ``mean_face`` place QAMem (eqs. 2-3), MQinit (eq. 1) and MARR's mean face
+    (eqs. 4-5). The last three fields are DAD-3DNet's, which ignores the stride, transformer and placement ones.
+    """
     arch: str = switch("trans3dhead")
     n_params: int = switch(413)              # 413 | 160 | 60 (see trans3dhead.flame.params)
     backbone: str = "resnet50"               # any torchvision resnet name
@@ -124,6 +129,11 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The data (``data.*``): the benchmark and its folders, the network input size, SynthHeads' generation.
+
+    For SynthHeads, empty folders mean the ones generated below ``root``; dad3dheads needs ``flame_dir`` set.
+    The ``n_*``, ``render_size`` and ``synth_seed`` fields key the SynthHeads cache (``data.embedded.synth_params``).
+    """
     benchmark: str = "synthheads"            # synthheads (embedded) | dad3dheads (real, user's copy)
     root: str = "data"                       # dataset root; synthheads is generated (cached) below it
     flame_dir: str = ""                      # "" = the procedural FLAME assets generated below root
@@ -156,6 +166,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The optimisation (``train.*``); the defaults are the paper's recipe (section 4.1.1: Adam, 360 epochs,
+    batch 32, lr 1e-4 dropped x0.1 at epoch 240, trunk lr x0.1). The last three fields change how the
+    loop runs, not what it computes, and are left out of the run id."""
     epochs: int = 360
     batch_size: int = 32
     lr: float = 1e-4
@@ -197,6 +210,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """One run: the model, loss, data and train sections. ``from_dict`` builds and validates it from the
+    suite's resolved YAML; ``identity`` is what the run id hashes."""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)

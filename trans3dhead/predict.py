@@ -27,12 +27,15 @@ from trans3dhead.cli import summary
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Writes a Wavefront OBJ: the ``vertices`` (V, 3) as given and the 0-based ``faces`` (F, 3) as 1-based."""
     lines = [f"v {x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
     path.write_text("\n".join(lines) + "\n")
 
 
 def draw(path: Path, image: Image.Image, landmarks: np.ndarray, rotation: np.ndarray) -> None:
+    """Saves a PNG of ``image`` with the ``landmarks`` (original pixels) and the pose axes: the columns of the
+    image-space ``rotation`` (x right, y down) drawn red, green, blue from the landmarks' centroid."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,6 +96,9 @@ def check_device(device: str) -> None:
 @torch.no_grad()
 def predict(checkpoint: Path, images: list[Path], out: Path, bbox: list[float] | None = None,
             device: str = "auto") -> list[Path]:
+    """Runs ``checkpoint`` on each image, cropped like evaluation around ``bbox`` (X Y W H pixels; default the
+    whole image), and writes ``<stem>.landmarks.json``, ``.pose.json``, ``.obj`` and ``.png`` to ``out``.
+    Returns the paths written. Every input (file, box) is checked before the model loads or anything is written."""
     check_device(device)
     if problem := folder_problem(out, "--out"):
         raise PredictInputError(problem)
@@ -125,6 +131,7 @@ def predict(checkpoint: Path, images: list[Path], out: Path, bbox: list[float] |
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``python -m trans3dhead.predict`` CLI; returns the exit status (2: bad input, 1: cannot write)."""
     parser = argparse.ArgumentParser(prog="python -m trans3dhead.predict", description=summary(__doc__))
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("images", type=Path, nargs="+")

@@ -30,6 +30,8 @@ def _roots(cfg: DataConfig) -> tuple[Path, Path, Path]:
 
 
 def flame_dir_for(cfg: DataConfig) -> Path:
+    """The FLAME folder of a data config: ``data.flame_dir``, or for SynthHeads its generated ``flame/`` (so
+    the set is generated first if it is not cached); dad3dheads without ``flame_dir`` raises DatasetError."""
     return _roots(cfg)[2]
 
 

@@ -23,11 +23,15 @@ GENERATOR_VERSION = 2
 
 
 def synth_params(cfg: DataConfig) -> dict:
+    """The SynthHeads generation parameters of a data config (split sizes, render size, seed, generator
+    version): the cache key :func:`synth_dir` hashes, also written beside the set as ``params.json``."""
     return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test, "aflw": cfg.n_aflw,
             "image_size": cfg.render_size, "seed": cfg.synth_seed, "version": GENERATOR_VERSION}
 
 
 def synth_dir(cfg: DataConfig) -> Path:
+    """The cache folder of the set: ``root/synthheads-<hash of synth_params>``, so a change of any generation
+    parameter (or of ``GENERATOR_VERSION``) gets a fresh folder instead of a stale set."""
     digest = hashlib.sha1(json.dumps(synth_params(cfg), sort_keys=True).encode()).hexdigest()[:10]
     return Path(cfg.root) / f"synthheads-{digest}"
 

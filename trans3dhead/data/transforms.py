@@ -56,5 +56,7 @@ def crop_image(image: Image.Image, crop: Crop, reduction: tuple[float, float] = 
 
 
 def crop_geometry(crop: Crop) -> dict[str, torch.Tensor]:
+    """The crop as batch entries ``crop_origin`` (2,) and ``crop_scale`` (), in float64: the mapping back
+    to original pixels (``engine.batches.crop_units_to_original``) is done in double precision."""
     return {"crop_origin": torch.tensor(crop.origin, dtype=torch.float64),
             "crop_scale": torch.tensor(crop.scale, dtype=torch.float64)}

@@ -11,11 +11,14 @@ TENSOR_KEYS_FOR_TRAINING = ("image", "landmarks_2d", "presence", "projected_vert
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
+    """Moves the tensors a training step reads (``TENSOR_KEYS_FOR_TRAINING``) to ``device``, non-blocking;
+    every other entry (crop geometry, bbox, ids) is left as it is."""
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) and k in TENSOR_KEYS_FOR_TRAINING else v)
             for k, v in batch.items()}
 
 
 def autocast(device: torch.device, bf16: bool):
+    """A bf16 ``torch.autocast`` context on ``device`` when ``bf16`` is set (``runtime.use_bf16``), else a no-op."""
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -36,6 +39,8 @@ def posed_to_original(posed: torch.Tensor, batch: dict, image_size: int) -> torc
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """An unshuffled loader, last partial batch kept: every item once, in dataset order (``evaluate`` relies
+    on that order to find each item's index)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 

@@ -21,6 +21,8 @@ def atomic_save(obj: object, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The checkpoint dict at ``path``, loaded onto the CPU; a missing or unreadable file raises
+    :class:`CheckpointError` naming it. Not weights-only: it holds the config, the curve and RNG states."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train the run first "
@@ -32,6 +34,8 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def rng_state() -> dict:
+    """The torch, numpy and Python RNG states (and every CUDA device's, when visible), saved in each
+    checkpoint so that a resumed run draws the same numbers as an uninterrupted one."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -39,6 +43,7 @@ def rng_state() -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
+    """Restores the states of :func:`rng_state`; the CUDA ones only when saved and CUDA is visible."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])

@@ -24,6 +24,9 @@ from trans3dhead.models import build_model
 
 @dataclass
 class EvalResult:
+    """What :func:`evaluate` returns: ``aggregate`` (metric means and counts), ``per_sample`` (one row per
+    item), ``predictions`` (official submission format by item id, each with an ``image`` record), ``marr``
+    (per-layer residuals and landmarks for Figures 7-8; None without MARR) and ``efficiency`` (or empty)."""
     aggregate: dict
     per_sample: pd.DataFrame
     predictions: dict
@@ -82,6 +85,12 @@ def aflw_predicted_euler(rotation_image: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: DataConfig | None = None,
              batch_size: int = 32, efficiency: bool = False, device: str = "auto") -> EvalResult:
+    """Scores ``checkpoint`` on ``dataset`` ('dad3dheads' or 'aflw2000') and ``split`` with the official metrics.
+
+    DAD-3DHeads goes through :func:`trans3dhead.benchmark.score` (a split without annotations gets
+    predictions only), AFLW2000-3D through pose errors; ``mean_face_nme`` is the NME of always predicting
+    the mean face F_a, for reference. ``data_cfg`` replaces the checkpoint's; ``efficiency`` adds :func:`measure`.
+    """
     model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, data_cfg, device)
     mean_face = torch.as_tensor(load_checkpoint(checkpoint)["mean_face"], dtype=torch.float32)
     ds = build_dataset(data_cfg, dataset, split, train=False, seed=cfg.train.seed)

@@ -54,6 +54,8 @@ class EpochSampler(Sampler):
 
 
 def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, as taskset or a cpuset sets it); else
+    ``os.cpu_count()`` where the OS has no affinity call."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:        # not on every OS

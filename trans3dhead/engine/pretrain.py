@@ -44,6 +44,8 @@ def trunk_stride(model_cfg: ModelConfig) -> int:
 
 
 def trunk_path(model_cfg: ModelConfig, data_cfg: DataConfig) -> Path:
+    """Where the pretrained trunk is cached: ``data.root/trunks/<backbone>-s<stride>-<hash>.pt``, the hash over
+    :func:`trunk_params`, so a change to anything the weights depend on gets a new file."""
     params = trunk_params(model_cfg, data_cfg)
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     return Path(data_cfg.root) / "trunks" / f"{model_cfg.backbone}-s{trunk_stride(model_cfg)}-{digest}.pt"

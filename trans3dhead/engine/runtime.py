@@ -9,6 +9,7 @@ import torch
 
 
 def select_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA when visible, else the CPU; otherwise the device named (``cuda`` with no GPU is an error)."""
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is cuda but no CUDA device is visible; use auto or cpu")
     if requested == "auto":
@@ -26,6 +27,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether to run under bf16 autocast for ``train.amp`` on ``device``: ``auto`` only where the GPU or CPU
+    has native bf16; an explicit ``bf16`` is honoured on a CPU without it (slow), never on such a GPU."""
     if amp == "off":
         return False
     supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
@@ -35,6 +38,7 @@ def use_bf16(amp: str, device: torch.device) -> bool:
 
 
 def seed_everything(seed: int) -> None:
+    """Seeds Python's, numpy's and torch's global generators (torch's covers every CUDA device)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -55,6 +55,8 @@ def pretrained_trunk(cfg: RunConfig, device: torch.device) -> dict | None:
 @torch.no_grad()
 def validation_nme(model: torch.nn.Module, loader: DataLoader, device: torch.device, bf16: bool,
                    image_size: int) -> float:
+    """Mean landmark NME (official normalisation, x100) of ``model`` over ``loader``: one validation-curve
+    point (only-3DMM: of its projected FLAME landmarks). Evaluates in eval mode, then sets train mode again."""
     model.eval()
     values = []
     for batch in loader:

@@ -65,6 +65,7 @@ def convert(src: str | Path, static_dir: str | Path, out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI of :func:`convert`; returns the exit status (``trans3dhead.cli``: 2 bad input, 1 write failed)."""
     parser = argparse.ArgumentParser(description="Convert the licensed FLAME pickle (chumpy) to plain numpy.")
     parser.add_argument("--src", required=True, help="FLAME model pickle (generic_model.pkl)")
     parser.add_argument("--static-dir", required=True, help="DAD-3DHeads model_training/model/static folder")

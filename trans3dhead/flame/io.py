@@ -48,6 +48,7 @@ class ChumpyPickleError(FlameAssetError):
 
 
 def required_files(flame_dir: str | Path) -> list[Path]:
+    """Every file a FLAME folder must hold (layout in the module docstring), as paths under ``flame_dir``."""
     flame_dir = Path(flame_dir)
     return ([flame_dir / MODEL_FILE, flame_dir / STATIC_EMBEDDING_FILE, flame_dir / DYNAMIC_EMBEDDING_FILE]
             + [flame_dir / INDEX_DIR / f"{name}.npy" for name in SUBSET_NAMES])

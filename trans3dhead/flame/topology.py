@@ -20,6 +20,8 @@ N_CONTOUR = 17
 
 @dataclass(frozen=True)
 class FlameTopology:
+    """The torch-free part of a FLAME folder (:func:`load_topology`): faces, the 68 landmarks as (face,
+    barycentric weights) in the official order (17 contour, then 51 static), the vertex subsets and count."""
     faces: np.ndarray                 # (F, 3) int64
     landmark_faces: np.ndarray        # (68,) int64: face index of each landmark
     landmark_bary: np.ndarray         # (68, 3) barycentric weights on that face's corners

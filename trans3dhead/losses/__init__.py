@@ -28,6 +28,12 @@ DAD_REPROJ_SUBSETS = {"face": 0.5, "face_w_ears": 0.5}
 
 
 class MultiTaskLoss(nn.Module):
+    """The multi-information loss, eq. 8 (eq. 6 with a zero Euler weight), and with a heatmap weight DAD-3DNet's.
+
+    ``forward(out, batch)`` returns each weighted term by name and their sum as ``total``; L_3D and
+    L_reproj are sums over vertex subsets with the subset weights given (see :func:`build_loss`).
+    """
+
     def __init__(self, weights: LossConfig, subsets: dict[str, torch.Tensor], subset_weights_3d: dict[str, float],
                  subset_weights_reproj: dict[str, float]):
         super().__init__()
@@ -68,6 +74,8 @@ class MultiTaskLoss(nn.Module):
 
 
 def build_loss(loss_cfg: LossConfig, model_cfg: ModelConfig, topology: FlameTopology) -> MultiTaskLoss:
+    """The loss of a model: Trans3DHead's L_3D and L_reproj on every 2nd "head" vertex, DAD-3DNet's on its
+    weighted subsets (facts section 4); only-3DMM gets no landmark term (nothing predicts landmarks)."""
     if not model_cfg.has_landmark_branch:       # only-3DMM: nothing predicts landmarks to supervise
         loss_cfg = dataclasses.replace(loss_cfg, landmark=0.0)
     subsets = {name: torch.as_tensor(idx) for name, idx in topology.subsets.items()}

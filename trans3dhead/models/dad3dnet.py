@@ -20,6 +20,10 @@ def _mlp_head(in_features: int, hidden: int, out: int) -> nn.Sequential:
 
 
 class DAD3DNet(nn.Module):
+    """The DAD-3DNet baseline (facts section 5): ResNet stages, a BiFPN neck whose stride-4 landmark heatmaps
+    are fused back into stage 3, then MLP heads on the pooled last stage for the FLAME parameters and the
+    68 landmarks. ``forward`` returns the FLAME outputs, ``landmarks_2d`` (crop units) and ``heatmaps`` (logits)."""
+
     def __init__(self, backbone_name: str, pretrained: bool, flame: FlameDecoder, mean_face: torch.Tensor,
                  *, neck_channels: int, bifpn_layers: int, head_hidden: int, pose_init: str):
         super().__init__()

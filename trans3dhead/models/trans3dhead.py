@@ -21,6 +21,10 @@ from trans3dhead.models.transformer import DecoderBranch, EncoderLayer
 
 
 class Trans3DHead(nn.Module):
+    """The paper's model (Figure 1): a ResNet memory, optional encoder layers, a 3DMM decoder branch whose
+    per-query head gives the FLAME parameters, and (unless only-3DMM) a landmark branch read by MARR (eqs. 4-5).
+    ``forward`` returns the FLAME outputs plus ``landmarks_2d`` (crop units) and the per-layer MARR values."""
+
     def __init__(self, cfg: ModelConfig, flame: FlameDecoder, mean_face: torch.Tensor):
         super().__init__()
         self.backbone = Backbone(cfg.backbone, cfg.backbone_stride, cfg.d_model, cfg.pretrained)

@@ -183,6 +183,7 @@ def generate(out: Path, *, train: int, val: int, test: int, aflw: int, image_siz
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``python -m trans3dhead.data.synth`` CLI (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m trans3dhead.data.synth", description=summary(__doc__))
     parser.add_argument("--out", type=Path, required=True)
     for split, default in (("train", 64), ("val", 16), ("test", 16), ("aflw", 16)):

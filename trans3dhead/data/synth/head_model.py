@@ -257,6 +257,7 @@ def write_assets(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI of :func:`write_assets`; returns the exit status (2: a bad ``--seed`` or ``--out``)."""
     parser = argparse.ArgumentParser(description="Write procedural FLAME-format head assets (not FLAME).")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shape/expression bases (>= 0)")

@@ -158,6 +158,11 @@ def grid_angles() -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class HeadMesh:
+    """The procedural head mesh (metres, FLAME frame) and the ray grid it was cast on (:func:`build_mesh`).
+
+    Rows go up in elevation, columns around the vertical axis; the lip row is cut, its lower-lip copies in
+    ``lower_row_of_mouth``. ``face_of_quad`` lets ``head_features.embed`` place points by (azimuth, elevation).
+    """
     vertices: np.ndarray          # (V, 3)
     faces: np.ndarray             # (F, 3), counter-clockwise seen from outside
     azimuth: np.ndarray           # (V,) degrees; NaN for the mouth pocket
@@ -173,6 +178,8 @@ class HeadMesh:
 
 
 def build_mesh() -> HeadMesh:
+    """Casts the (elevation, azimuth) ray grid onto :func:`head_sdf` and triangulates it: the lip row cut
+    (duplicated for the lower lip), a mouth pocket behind the cut, a crown pole, faces wound outwards."""
     azimuth, elevation = grid_angles()
     n_rows, n_cols = elevation.size, azimuth.size
     az_grid, el_grid = np.meshgrid(azimuth, elevation)

@@ -16,6 +16,8 @@ _DEPTH_BITS = 40
 
 @dataclass
 class Fragments:
+    """The rasteriser's output per pixel: the visible triangle (``face_id``, -1 where none) and its
+    barycentric weights; ``mask`` is True where a triangle covers the pixel."""
     face_id: torch.Tensor       # (H, W) long, -1 where no triangle covers the pixel
     bary: torch.Tensor          # (H, W, 3) barycentric weights of the visible triangle
 
