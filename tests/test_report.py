@@ -331,3 +331,21 @@ def test_the_claims_page_has_one_row_per_claim_and_metric(tmp_path):
     expected = sum(len(step.metrics) for spec in registry.tables.values() for step in spec.steps)
     assert len(rows) == expected > 0
     assert all("not computed: no finished runs" in row for row in rows)     # an empty store claims nothing
+
+
+def test_the_readme_claims_table_copies_the_rows_with_a_verdict():
+    from experiments.report import readme
+    page = "\n".join(["# claims", "", "| table | claim | step | metric | verdict | verdict, profile `cpu` |",
+                      "|---|---|---|---|---|---|",
+                      "| [table3](table3.md) | QA helps | a → b | NME ↓ | holds | reversed |",
+                      "| [table4](table4.md) | x | c → d | NME ↓ | not computed: no finished runs for d | — |", ""])
+    table = readme.readme_table(page).splitlines()
+    assert table[2] == f"| [table3](reports/{readme.DEFAULT_PROFILE}/table3.md) | QA helps | a → b | NME ↓ | holds | reversed |"
+    assert len(table) == 3                                  # the row without a verdict is left out
+
+
+def test_the_readme_claims_table_matches_the_committed_claims_page():
+    from experiments.report import readme
+    page = ROOT / "reports" / readme.DEFAULT_PROFILE / "claims.md"
+    assert readme.current_block((ROOT / "README.md").read_text()) == readme.block(page.read_text()), \
+        "README.md's claims table is stale: python -m experiments.report.readme"
