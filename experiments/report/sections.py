@@ -129,7 +129,7 @@ def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None
              "(change = after − before; the interval and verdict as in each table's report). A verdict "
              "that rests on unconverged runs says so: it ranks learning speed, not capacity.", ""]
     if beside:
-        header += [f"verdict, profile `{beside[0]}`", "vs this profile"]
+        header += [f"verdict, profile `{beside[0]}`", "the two verdicts"]
         compared = sum(1 for row in rows if row[-1] != "—")
         lines += [f"Beside each verdict, the profile `{beside[0]}`'s on the same claim (its own reports: "
                   f"[reports/{beside[0]}/claims.md](../{beside[0]}/claims.md)): {differ} of {compared} verdicts "
