@@ -37,12 +37,14 @@ RUN_STATUSES = ("done", "failed", "interrupted", "queued", "running", "missing")
 
 
 def code_version() -> str:
-    """git sha (+dirty) of the checkout, or 'unknown' outside git."""
+    """git sha of the checkout, '+dirty' when a tracked file of the code differs from it (an untracked
+    file alone cannot change what the tracked code runs), or 'unknown' outside git."""
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "trans3dhead", "experiments"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "trans3dhead", "experiments"], cwd=root,
                                capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
