@@ -164,6 +164,7 @@ def _print_estimate(runs: list, todo: list, args) -> None:
     import torch
 
     from experiments import estimate       # builds models: imported only when asked (the CLI stays light)
+    from trans3dhead.engine.pretrain import trunk_path
 
     slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
     everything, per_class = estimate.estimate(runs, slots, threads)
@@ -173,7 +174,6 @@ def _print_estimate(runs: list, todo: list, args) -> None:
           f"retraining all {len(runs)} runs takes about {estimate.describe(everything)}, the {len(todo)} still "
           f"to run about {estimate.describe(still)} (training steps only: data loading, validation and "
           "evaluation come on top)")
-    from trans3dhead.engine.pretrain import trunk_path
     uncached = sorted({str(path) for r in todo if r.config.model.trunk_init != "random"
                        and not (path := trunk_path(r.config.model, r.config.data)).is_file()})
     if uncached:

@@ -9,6 +9,8 @@ import re
 import sys
 from pathlib import Path
 
+from experiments.report.sections import md_table
+
 # The longest-trained profile whose Table 3 is committed whole (``converged`` once its runs have landed).
 PROFILE = "cpu-mid"
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +34,7 @@ def readme_table(claims_page: str) -> str:
     rows = [r for r in rows if not r[verdict].startswith(NOT_COMPUTED)]
     link = re.compile(r"\[(\w+)\]\((\w+)\.md\)")
     rows = [[link.sub(rf"[\1](reports/{PROFILE}/\2.md)", r[0]), *r[1:]] for r in rows]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows])
+    return md_table(header, rows)
 
 
 def block(claims_page: str) -> str:
