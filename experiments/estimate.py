@@ -1,24 +1,26 @@
-"""How long would (re)training a plan take on this machine? ``run TABLE --dry-run --estimate``.
+"""How long would (re)training a plan take on this machine?
 
-Measured, not guessed: one model of each size class in the plan (architecture, trunk, width, heads,
-input size, batch) takes a few training steps here on random images, with the thread count a local job
-gets; every run of the class is charged its own number of steps at that rate, and the runs are spread
-over the local executor's slots. Data loading, validation and evaluation are left out (a few percent on
-the cached embedded benchmark), so the figure is a floor, and it says so.
+Two answers. ``run TABLE --dry-run`` charges each run at the pace of the finished runs this host trained
+of the same model size (their stored wall time: data loading and validation included), when it has
+some; it reads stored results only. ``--dry-run --estimate`` measures instead: one model of each size
+class in the plan (architecture, trunk, width, heads, input size, batch) takes a few training steps here
+on random images, with the thread count a local job gets; every run of the class is charged its own
+number of steps at that rate. Data loading, validation and evaluation are left out of that one (a few
+percent on the cached embedded benchmark), so it is a floor, and it says so. Both spread the runs over
+the local executor's slots.
 """
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
+from experiments import store
 from trans3dhead.config import RunConfig
-from trans3dhead.data.synth.head_model import write_assets
-from trans3dhead.engine.runtime import select_device
-from trans3dhead.engine.schedule import build_optimizer
-from trans3dhead.models import build_model
 
 WARMUP_STEPS, TIMED_STEPS = 1, 2
 
@@ -32,6 +34,11 @@ def size_class(cfg: RunConfig) -> tuple:
 
 def seconds_per_step(cfg: RunConfig, flame_dir: Path, threads: int) -> float:
     """Median-free mean of ``TIMED_STEPS`` forward+backward+Adam steps of ``cfg``'s model on random images."""
+    # Building models is what makes this module heavy: imported here, so a plain --dry-run stays quick.
+    from trans3dhead.engine.runtime import select_device
+    from trans3dhead.engine.schedule import build_optimizer
+    from trans3dhead.models import build_model
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -64,8 +71,16 @@ def training_steps(cfg: RunConfig) -> int:
     return cfg.train.epochs * (cfg.data.n_train // cfg.train.batch_size)
 
 
+def spread(runs: list, per_class: dict[tuple, float], slots: int) -> float:
+    """Wall seconds to train ``runs`` with ``slots`` jobs at once, at ``per_class`` seconds per step."""
+    seconds = [training_steps(r.config) * per_class[size_class(r.config)] for r in runs]
+    return max(sum(seconds) / max(slots, 1), max(seconds, default=0.0))
+
+
 def estimate(runs: list, slots: int, threads: int) -> tuple[float, dict[tuple, float]]:
     """(wall seconds to train ``runs`` with ``slots`` jobs at once, seconds per step of each size class)."""
+    from trans3dhead.data.synth.head_model import write_assets
+
     per_class: dict[tuple, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         flame_dir = write_assets(Path(tmp) / "flame")
@@ -73,9 +88,36 @@ def estimate(runs: list, slots: int, threads: int) -> tuple[float, dict[tuple, f
             key = size_class(run.config)
             if key not in per_class:
                 per_class[key] = seconds_per_step(run.config, flame_dir, threads)
-    total = sum(training_steps(r.config) * per_class[size_class(r.config)] for r in runs)
-    longest = max((training_steps(r.config) * per_class[size_class(r.config)] for r in runs), default=0.0)
-    return max(total / max(slots, 1), longest), per_class
+    return spread(runs, per_class, slots), per_class
+
+
+def past_pace(results_root: Path, host: str) -> dict[tuple, list[float]]:
+    """Seconds per training step of every finished run ``host`` trained under ``results_root`` (any
+    profile), by size class: whole runs, so data loading and validation are in."""
+    pace: dict[tuple, list[float]] = {}
+    for meta_file in sorted(Path(results_root).glob("*/*/meta.json")):
+        meta = store.read_meta(meta_file.parent) or {}
+        wall = meta.get("train_wall_s")
+        if meta.get("status") != "done" or meta.get("host") != host or not isinstance(wall, (int, float)) or wall <= 0:
+            continue
+        try:
+            cfg = RunConfig.from_dict(yaml.safe_load((meta_file.parent / "config.yaml").read_text()))
+        except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
+            continue          # a broken result says so in `status`; it just cannot pace anything
+        pace.setdefault(size_class(cfg), []).append(wall / training_steps(cfg))
+    return pace
+
+
+def from_history(runs: list, results_root: Path, host: str, slots: int) -> tuple[float, int] | None:
+    """(wall seconds to train ``runs`` with ``slots`` jobs at once at the median pace of ``host``'s
+    finished runs of each size class, how many finished runs that pace rests on), or None when some
+    run's size class has none."""
+    pace = past_pace(results_root, host)
+    classes = {size_class(r.config) for r in runs}
+    if not classes <= pace.keys():
+        return None
+    per_class = {key: statistics.median(pace[key]) for key in classes}
+    return spread(runs, per_class, slots), sum(len(pace[key]) for key in classes)
 
 
 def describe(seconds: float) -> str:

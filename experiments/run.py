@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from experiments import launch, preflight, runlock, store
+from experiments import estimate, launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem
@@ -163,7 +163,6 @@ def _only(runs: list, only: str | None, target: str) -> list:
 def _print_estimate(runs: list, todo: list, args) -> None:
     import torch
 
-    from experiments import estimate       # builds models: imported only when asked (the CLI stays light)
     from trans3dhead.engine.pretrain import trunk_path
 
     slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
@@ -179,6 +178,21 @@ def _print_estimate(runs: list, todo: list, args) -> None:
     if uncached:
         print(f"  plus pretraining {len(uncached)} trunk(s) not cached here, once each before their first run: "
               + ", ".join(uncached))
+
+
+def _print_past_pace(todo: list, args) -> None:
+    import torch
+
+    host = platform.node()
+    slots = 1 if args.executor == "debug" else launch.local_slots(args.max_parallel, torch.cuda.device_count())[0]
+    past = estimate.from_history(todo, Path(args.results), host, slots) if args.executor != "slurm" else None
+    if past is None:
+        print("how long that takes on this machine: add --estimate (it times each model's training step here)")
+        return
+    seconds, basis = past
+    print(f"how long: about {estimate.describe(seconds)} for the {len(todo)} run(s) still to run, {slots} at once, "
+          f"at the pace of the {basis} finished run(s) of the same models this host ({host}) trained "
+          "(their stored wall time, loading and validation included); --estimate times the models afresh")
 
 
 def cmd_run(registry, args) -> int:
@@ -224,7 +238,7 @@ def cmd_run(registry, args) -> int:
     if args.dry_run and args.estimate:
         _print_estimate(runs, todo, args)
     elif args.dry_run and todo:
-        print("how long that takes on this machine: add --estimate (it times each model's training step here)")
+        _print_past_pace(todo, args)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)

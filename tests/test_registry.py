@@ -146,6 +146,32 @@ def test_dry_run_estimate_times_each_model_size_here(tmp_path, capsys):
     assert run.main(["table3", "--profile", "smoke", "--estimate"]) == 2       # --estimate alone submits nothing
 
 
+def test_dry_run_charges_runs_at_the_pace_of_this_hosts_finished_runs(tmp_path, capsys):
+    import platform
+
+    from experiments import estimate, store
+
+    pace = {"trans3dhead": 0.5, "dad3dnet": 1.5}           # seconds per step, whole runs
+    for host in (platform.node(), "another-host"):
+        for variant, seconds in pace.items():
+            config = REGISTRY.resolve(variant, "smoke").config
+            path = tmp_path / "r" / "elsewhere" / f"{host}-{variant}"    # any profile paces the same models
+            path.mkdir(parents=True)
+            store.write_config(path, config.to_dict())
+            wall = seconds * estimate.training_steps(config) * (1 if host == platform.node() else 100)
+            store.write_meta(path, {"status": "done", "host": host, "train_wall_s": wall, "variants": [variant]})
+    argv = ["table3", "--profile", "smoke", "--dry-run", "--max-parallel", "1", "--results", str(tmp_path / "r"),
+            "--jobs", str(tmp_path / "j")]
+    assert run.main([*argv, "--only", "trans3dhead,dad3dnet"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("how long"))
+    steps = estimate.training_steps(REGISTRY.resolve("trans3dhead", "smoke").config)
+    expected = estimate.describe(steps * (pace["trans3dhead"] + pace["dad3dnet"]))     # one at a time
+    assert f"about {expected} for the 2 run(s) still to run, 1 at once" in line
+    assert f"the 2 finished run(s) of the same models this host ({platform.node()}) trained" in line
+    assert run.main([*argv, "--only", "trans3dhead", "--set", "model.d_model=48"]) == 0   # a size never trained here
+    assert "add --estimate" in capsys.readouterr().out
+
+
 def test_dry_run_points_to_the_estimate_and_names_trunks_still_to_pretrain(tmp_path, capsys):
     common = ["table3", "--profile", "smoke", "--dry-run", "--only", "trans3dhead", "--results", str(tmp_path / "r"),
               "--jobs", str(tmp_path / "j"), "--set", "model.trunk_init=synthheads-rotation",
