@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Commits the run folders of results/PROFILE whose meta.json says "done" and that git does not hold yet
-# (or holds changed), one commit for all of them. Runs still training are left alone.
+# (or holds changed), one commit for all of them, then reports/PROFILE and the README's claims table
+# regenerated from a clean clone of that commit (the working tree's runs in progress would show in them,
+# and `report --check` in the tests compares committed reports with committed results only). Runs still
+# training are left alone.
 set -eu
 profile=${1:?usage: scripts/campaign/commit.sh PROFILE}
 cd "$(dirname "$0")/../.."
@@ -15,3 +18,13 @@ done
 if [ "$n" -eq 0 ]; then echo "nothing new in results/$profile"; exit 0; fi
 git commit -qm "$profile results: $n finished run(s) (each run's meta records its code version)" -- "results/$profile"
 echo "committed $n run(s) of results/$profile"
+
+clone=$(mktemp -d)
+trap 'rm -rf "$clone"' EXIT
+git clone -q . "$clone"
+(cd "$clone" && python -m experiments.run report --profile "$profile" > /dev/null)
+rm -rf "reports/$profile" && cp -r "$clone/reports/$profile" reports/
+python -m experiments.report.readme > /dev/null
+git add -- "reports/$profile" README.md
+git commit -qm "reports/$profile regenerated from its committed results" -- "reports/$profile" README.md \
+    && echo "committed reports/$profile" || echo "reports/$profile unchanged"
