@@ -101,7 +101,7 @@ def past_pace(results_root: Path, host: str) -> dict[tuple, list[float]]:
         if meta.get("status") != "done" or meta.get("host") != host or not isinstance(wall, (int, float)) or wall <= 0:
             continue
         try:
-            cfg = RunConfig.from_dict(yaml.safe_load((meta_file.parent / "config.yaml").read_text()))
+            cfg = RunConfig.from_dict(store.read_config(meta_file.parent))
         except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
             continue          # a broken result says so in `status`; it just cannot pace anything
         pace.setdefault(size_class(cfg), []).append(wall / training_steps(cfg))

@@ -100,6 +100,11 @@ def write_config(path: Path, config: dict) -> None:
     atomic_write_bytes(Path(path) / "config.yaml", yaml.safe_dump(config, sort_keys=True).encode())
 
 
+def read_config(path: Path) -> dict:
+    """The run's resolved config as written by :func:`write_config` (OSError / YAMLError when unreadable)."""
+    return yaml.safe_load((Path(path) / "config.yaml").read_text())
+
+
 def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_sample: pd.DataFrame,
                      efficiency: dict, marr: dict | None, predictions: dict, code_version: str | None = None) -> None:
     name = eval_name(dataset, split)

@@ -340,12 +340,12 @@ def test_the_readme_claims_table_copies_the_rows_with_a_verdict():
                       "| [table3](table3.md) | QA helps | a → b | NME ↓ | holds | reversed |",
                       "| [table4](table4.md) | x | c → d | NME ↓ | not computed: no finished runs for d | — |", ""])
     table = readme.readme_table(page).splitlines()
-    assert table[2] == f"| [table3](reports/{readme.PROFILE}/table3.md) | QA helps | a → b | NME ↓ | holds | reversed |"
+    assert table[2] == f"| [table3](reports/{readme.DEFAULT_PROFILE}/table3.md) | QA helps | a → b | NME ↓ | holds | reversed |"
     assert len(table) == 3                                  # the row without a verdict is left out
 
 
 def test_the_readme_claims_table_matches_the_committed_claims_page():
     from experiments.report import readme
-    page = ROOT / "reports" / readme.PROFILE / "claims.md"
+    page = ROOT / "reports" / readme.DEFAULT_PROFILE / "claims.md"
     assert readme.current_block((ROOT / "README.md").read_text()) == readme.block(page.read_text()), \
         "README.md's claims table is stale: python -m experiments.report.readme"

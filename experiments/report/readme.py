@@ -1,5 +1,5 @@
-"""The README's claims table: a profile's claims page (``reports/<profile>/claims.md``), the rows that have a
-verdict, copied between two markers so that a stale copy fails the tests.
+"""The README's claims table: the default profile's claims page (``reports/<profile>/claims.md``), the rows
+that have a verdict, copied between two markers so that a stale copy fails the tests.
 
     python -m experiments.report.readme            # rewrite the block in README.md from the committed page
 """
@@ -12,8 +12,6 @@ from pathlib import Path
 from experiments.registry import DEFAULT_PROFILE
 from experiments.report.sections import md_table
 
-# The README shows what `python -m experiments.run table3` shows: the default profile's claims.
-PROFILE = DEFAULT_PROFILE
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- claims table -->"
 END = "<!-- end of the claims table -->"
@@ -34,12 +32,12 @@ def readme_table(claims_page: str) -> str:
     verdict = header.index("verdict")
     rows = [r for r in rows if not r[verdict].startswith(NOT_COMPUTED)]
     link = re.compile(r"\[(\w+)\]\((\w+)\.md\)")
-    rows = [[link.sub(rf"[\1](reports/{PROFILE}/\2.md)", r[0]), *r[1:]] for r in rows]
+    rows = [[link.sub(rf"[\1](reports/{DEFAULT_PROFILE}/\2.md)", r[0]), *r[1:]] for r in rows]
     return md_table(header, rows)
 
 
 def block(claims_page: str) -> str:
-    source = (f"Generated from [reports/{PROFILE}/claims.md](reports/{PROFILE}/claims.md) "
+    source = (f"Generated from [reports/{DEFAULT_PROFILE}/claims.md](reports/{DEFAULT_PROFILE}/claims.md) "
               "by `python -m experiments.report.readme`.")
     return f"{BEGIN}\n{source}\n\n{readme_table(claims_page)}\n{END}"
 
@@ -50,7 +48,7 @@ def current_block(readme: str) -> str | None:
 
 
 def main() -> int:
-    readme_path, page = ROOT / "README.md", ROOT / "reports" / PROFILE / "claims.md"
+    readme_path, page = ROOT / "README.md", ROOT / "reports" / DEFAULT_PROFILE / "claims.md"
     readme = readme_path.read_text()
     old = current_block(readme)
     if old is None:
