@@ -19,7 +19,7 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from experiments import packing, runlock, store
+from experiments import continuation, packing, runlock, store
 from experiments.registry import ResolvedRun
 from trans3dhead.config import RunConfig
 
@@ -72,6 +72,11 @@ class RunJob:
         # code version, date); each evaluation file records the code version that computed it.
         training = {"started": _now(), "code_version": version}
         already_trained = (store.read_meta(out) or {}).get("status") == "done"
+        if not already_trained and not (self.work_dir / continuation.CHECKPOINT).is_file():
+            prefix = continuation.find_prefix(self.config, Path(self.results_root), Path(self.work_root))
+            if prefix:
+                continuation.start_from(prefix, self.work_dir)
+                training["continued_from"] = prefix.as_meta()
         store.write_config(out, self.config)
         store.update_meta(out, run_id=self.run_id, profile=self.profile, seed=self.seed, variants=list(self.variants),
                           benchmark=cfg.data.benchmark, status="running", error="", pid=os.getpid(),

@@ -166,13 +166,18 @@ def _inherit_profiles(profiles: dict) -> dict:
     return flat
 
 
-def run_id_of(config: RunConfig) -> str:
-    """10 hex digits of the SHA-1 of the config's identity, execution-only keys left out: equal configs share a run."""
+def run_identity(config: RunConfig) -> dict:
+    """What makes two runs the same run: the config's identity less the execution-only keys."""
     identity = config.identity()
     for section, keys in EXECUTION_ONLY.items():
         for key in keys:
             identity[section].pop(key, None)
-    blob = json.dumps(identity, sort_keys=True, default=list)
+    return identity
+
+
+def run_id_of(config: RunConfig) -> str:
+    """10 hex digits of the SHA-1 of :func:`run_identity`: equal configs share a run."""
+    blob = json.dumps(run_identity(config), sort_keys=True, default=list)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 

@@ -278,6 +278,10 @@ def test_provenance_names_the_trunk_and_the_training_cost():
     assert trunk_origin([{"train_wall_s": 1.0}]).startswith("random initialisation")
     assert training_cost(metas) == "3 run(s), 0.10 h of training in all (median 2.0 min per run, one run per core or device)"
     assert training_cost([{}]) == "—"
+    continued = [{"train_wall_s": 60.0, "continued_from": {"profile": "short", "run_id": "x", "epochs": 64}}] * 2
+    assert training_cost(continued + metas).endswith(
+        "; 2 of them continued a finished shorter run of the same config (`short` (2 at 64 epochs); "
+        "experiments/continuation.py), whose time is included")
 
 
 def test_claims_show_another_profiles_verdicts_and_count_the_changes(tmp_path):

@@ -6,6 +6,11 @@ convergence test) and the wall time. It is how the ``cpu`` profile's budget was 
         --set train.epochs=8,16,32 --set model.nheads=1,4 --parallel 2 --out curves.csv
 
 Runs go to a temporary folder and never touch ``results/``; ``--out`` keeps every validation curve.
+``--continue`` starts each run from the longest finished shorter run of the same config in ``results/`` and
+``work/`` (``experiments.continuation``), so measuring a longer step schedule costs only the added epochs:
+
+    python -m experiments.bench convergence --profile converged --variants dad3dnet --seeds 2 \
+        --set train.epochs=96,128 --continue
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from experiments import continuation
 from experiments.overrides import parse_sweep
 from experiments.registry import RegistryError, load_registry
 from experiments.stats import change_within, window_change
@@ -38,11 +44,13 @@ def _sweep_axis(spec: str) -> tuple[str, list]:
 
 
 def _train_one(task: tuple) -> dict:
-    label, config, workdir, threads = task
+    label, config, workdir, threads, prefix = task
     import torch
 
     from trans3dhead.engine import train
 
+    if prefix:
+        continuation.start_from(prefix, Path(workdir))
     torch.set_num_threads(threads)
     started = time.time()
     summary = train(RunConfig.from_dict(config), workdir, show_progress=False)
@@ -65,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (they share the device)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: cores / parallel)")
     parser.add_argument("--out", type=Path, help="CSV of every run's validation curve")
+    parser.add_argument("--continue", dest="continue_runs", action="store_true",
+                        help="start each run from the longest finished shorter run of its config in --results/--work")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--work", type=Path, default=Path("work"))
     args = parser.parse_args(argv)
 
     registry = load_registry()
@@ -79,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                     config = registry.resolve(variant, args.profile, seed, combination).config.to_dict()
                 except RegistryError as err:
                     parser.error(str(err))
-                label = {"variant": variant, "seed": seed, **{a: o.value for a, o in zip(axes, combination)}}
+                prefix = continuation.find_prefix(config, args.results, args.work) if args.continue_runs else None
+                label = {"variant": variant, "seed": seed, **{a: o.value for a, o in zip(axes, combination)},
+                         **({"from_epoch": prefix.epochs if prefix else 0} if args.continue_runs else {})}
                 name = "-".join(str(v) for v in label.values()).replace("/", "_")
-                tasks.append((label, config, str(workroot / name), threads))
+                tasks.append((label, config, str(workroot / name), threads, prefix))
     if not tasks:
         parser.error("nothing to run")
 

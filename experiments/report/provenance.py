@@ -2,6 +2,8 @@
 its numbers, the seed noise, and the mean-face floor."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from experiments import stats
@@ -39,8 +41,15 @@ def training_cost(metas: list[dict]) -> str:
     walls = [float(m["train_wall_s"]) for m in metas if isinstance(m.get("train_wall_s"), (int, float))]
     if not walls:
         return "—"
-    return (f"{len(walls)} run(s), {sum(walls) / 3600:.2f} h of training in all "
+    text = (f"{len(walls)} run(s), {sum(walls) / 3600:.2f} h of training in all "
             f"(median {np.median(walls) / 60:.1f} min per run, one run per core or device)")
+    continued = [m["continued_from"] for m in metas if isinstance(m.get("continued_from"), dict)]
+    if continued:
+        sources = ", ".join(f"`{p}` ({n} at {e} epochs)" for (p, e), n in sorted(
+            Counter((c.get("profile"), c.get("epochs")) for c in continued).items()))
+        text += (f"; {len(continued)} of them continued a finished shorter run of the same config "
+                 f"({sources}; experiments/continuation.py), whose time is included")
+    return text
 
 
 def trunk_origin(metas: list[dict]) -> str:

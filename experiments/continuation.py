@@ -1,0 +1,86 @@
+"""Train a run longer by continuing a finished shorter run of the same config, not by retraining its prefix.
+
+Under the step schedule every random draw and every learning rate is a function of (seed, step), never of
+``train.epochs`` (``trans3dhead/engine/train.py``, ``schedule.lr_factor``), so a run of E epochs is, bit for
+bit on CPU, the first E epochs of the same run trained longer. A job whose work folder has no checkpoint
+therefore starts from the longest finished run whose config differs from its own only in a smaller
+``train.epochs``, in any profile of the store, and records it in ``meta.json`` as ``continued_from``. A cosine
+schedule decays over the whole run, so a shorter cosine run is not a prefix and is never continued.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from experiments import store
+from experiments.registry import run_identity
+from trans3dhead.config import ConfigError, RunConfig
+
+CHECKPOINT, CURVE = "checkpoint.pt", "curve.csv"    # trans3dhead.engine.train's names (not imported: no torch here)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A finished run that a longer one can continue: where its checkpoint is and how far it trained."""
+    profile: str
+    run_id: str
+    epochs: int
+    work_dir: Path
+
+    def as_meta(self) -> dict:
+        return {"profile": self.profile, "run_id": self.run_id, "epochs": self.epochs}
+
+
+def _without_length(config: RunConfig) -> dict:
+    identity = run_identity(config)
+    identity["train"].pop("epochs", None)
+    return identity
+
+
+def is_prefix(shorter: RunConfig, longer: RunConfig) -> bool:
+    """Is ``shorter`` the first ``shorter.train.epochs`` epochs of ``longer``? Keys that change only how a run
+    executes (``registry.EXECUTION_ONLY``) may differ."""
+    return (shorter.train.schedule == longer.train.schedule == "step"
+            and shorter.train.epochs < longer.train.epochs
+            and _without_length(shorter) == _without_length(longer))
+
+
+def find_prefix(config: dict, results_root: Path, work_root: Path) -> Prefix | None:
+    """The longest finished run in ``results_root`` (any profile) that ``config`` continues and whose
+    checkpoint is still in ``work_root``; None when there is none."""
+    try:
+        longer = RunConfig.from_dict(config)
+    except ConfigError:
+        return None
+    if longer.train.schedule != "step":
+        return None
+    best: Prefix | None = None
+    for config_file in sorted(Path(results_root).glob("*/*/config.yaml")):
+        run = config_file.parent
+        meta = store.read_meta(run) or {}
+        try:
+            shorter = RunConfig.from_dict(yaml.safe_load(config_file.read_text()))
+        except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
+            continue            # an unreadable or older-format run is simply not a candidate
+        if meta.get("status") != "done" or meta.get("epochs") != shorter.train.epochs:
+            continue
+        work_dir = Path(work_root) / run.parent.name / run.name
+        if not (work_dir / CHECKPOINT).is_file() or not is_prefix(shorter, longer):
+            continue
+        if best is None or shorter.train.epochs > best.epochs:
+            best = Prefix(run.parent.name, run.name, shorter.train.epochs, work_dir)
+    return best
+
+
+def start_from(prefix: Prefix, work_dir: Path) -> None:
+    """Copies the prefix's checkpoint and curve into ``work_dir``, which the training then resumes from;
+    each file lands whole (copied beside, then renamed) so an interruption leaves no half checkpoint."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in (CURVE, CHECKPOINT):        # the checkpoint last: its presence is what training resumes from
+        partial = work_dir / f".{name}.partial"
+        shutil.copyfile(prefix.work_dir / name, partial)
+        partial.replace(work_dir / name)
