@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Commits the run folders of results/PROFILE whose meta.json says "done" and that git does not hold yet
 # (or holds changed), one commit for all of them, then reports/PROFILE and the README's claims table
-# regenerated from a clean clone of that commit (the working tree's runs in progress would show in them,
+# regenerated from a clean clone of that commit (also when no run is new: after a code or registry change) (the working tree's runs in progress would show in them,
 # and `report --check` in the tests compares committed reports with committed results only). Runs still
 # training are left alone.
 set -eu
@@ -15,9 +15,12 @@ for d in results/"$profile"/*/; do
         n=$((n + 1))
     fi
 done
-if [ "$n" -eq 0 ]; then echo "nothing new in results/$profile"; exit 0; fi
-git commit -qm "$profile results: $n finished run(s) (each run's meta records its code version)" -- "results/$profile"
-echo "committed $n run(s) of results/$profile"
+if [ "$n" -eq 0 ]; then
+    echo "nothing new in results/$profile; regenerating its reports all the same"
+else
+    git commit -qm "$profile results: $n finished run(s) (each run's meta records its code version)" -- "results/$profile"
+    echo "committed $n run(s) of results/$profile"
+fi
 
 clone=$(mktemp -d)
 trap 'rm -rf "$clone"' EXIT
