@@ -9,6 +9,7 @@ schedule decays over the whole run, so a shorter cosine run is not a prefix and 
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,10 @@ class Prefix:
         return {"profile": self.profile, "run_id": self.run_id, "epochs": self.epochs}
 
 
-def _without_length(config: RunConfig) -> dict:
+def _without_length(config: RunConfig) -> str:
     identity = run_identity(config)
     identity["train"].pop("epochs", None)
-    return identity
+    return json.dumps(identity, sort_keys=True, default=list)
 
 
 def is_prefix(shorter: RunConfig, longer: RunConfig) -> bool:
@@ -48,31 +49,52 @@ def is_prefix(shorter: RunConfig, longer: RunConfig) -> bool:
             and _without_length(shorter) == _without_length(longer))
 
 
+class Prefixes:
+    """The finished step-schedule runs of a store whose checkpoints are still in ``work_root``: read once,
+    then asked for the longest prefix of each run of a plan."""
+
+    def __init__(self, results_root: Path, work_root: Path):
+        self._runs: list[tuple[str, Prefix]] = []
+        for config_file in sorted(Path(results_root).glob("*/*/config.yaml")):
+            run = config_file.parent
+            meta = store.read_meta(run) or {}
+            work_dir = Path(work_root) / run.parent.name / run.name
+            if meta.get("status") != "done" or not (work_dir / CHECKPOINT).is_file():
+                continue
+            try:
+                config = RunConfig.from_dict(yaml.safe_load(config_file.read_text()))
+            except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
+                continue            # an unreadable or older-format run is simply not a candidate
+            if config.train.schedule == "step" and meta.get("epochs") == config.train.epochs:
+                self._runs.append((_without_length(config), Prefix(run.parent.name, run.name, config.train.epochs,
+                                                                   work_dir)))
+
+    def longest_for(self, config: dict) -> Prefix | None:
+        """The longest finished run that ``config`` continues, or None."""
+        try:
+            longer = RunConfig.from_dict(config)
+        except ConfigError:
+            return None
+        if longer.train.schedule != "step":
+            return None
+        key = _without_length(longer)
+        matches = [p for k, p in self._runs if k == key and p.epochs < longer.train.epochs]
+        return max(matches, key=lambda p: p.epochs, default=None)
+
+
 def find_prefix(config: dict, results_root: Path, work_root: Path) -> Prefix | None:
     """The longest finished run in ``results_root`` (any profile) that ``config`` continues and whose
     checkpoint is still in ``work_root``; None when there is none."""
+    return Prefixes(results_root, work_root).longest_for(config)
+
+
+def epochs_done(work_dir: Path) -> int:
+    """Epochs a run's own work folder has trained (its curve's rows), 0 when it has none."""
+    curve = Path(work_dir) / CURVE
     try:
-        longer = RunConfig.from_dict(config)
-    except ConfigError:
-        return None
-    if longer.train.schedule != "step":
-        return None
-    best: Prefix | None = None
-    for config_file in sorted(Path(results_root).glob("*/*/config.yaml")):
-        run = config_file.parent
-        meta = store.read_meta(run) or {}
-        try:
-            shorter = RunConfig.from_dict(yaml.safe_load(config_file.read_text()))
-        except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
-            continue            # an unreadable or older-format run is simply not a candidate
-        if meta.get("status") != "done" or meta.get("epochs") != shorter.train.epochs:
-            continue
-        work_dir = Path(work_root) / run.parent.name / run.name
-        if not (work_dir / CHECKPOINT).is_file() or not is_prefix(shorter, longer):
-            continue
-        if best is None or shorter.train.epochs > best.epochs:
-            best = Prefix(run.parent.name, run.name, shorter.train.epochs, work_dir)
-    return best
+        return max(0, len(curve.read_text().strip().splitlines()) - 1) if (Path(work_dir) / CHECKPOINT).is_file() else 0
+    except OSError:
+        return 0
 
 
 def start_from(prefix: Prefix, work_dir: Path) -> None:

@@ -67,17 +67,20 @@ def seconds_per_step(cfg: RunConfig, flame_dir: Path, threads: int) -> float:
         torch.set_num_threads(previous)
 
 
-def training_steps(cfg: RunConfig) -> int:
-    return cfg.train.epochs * (cfg.data.n_train // cfg.train.batch_size)
+def training_steps(cfg: RunConfig, from_epoch: int = 0) -> int:
+    """Optimiser steps of the run from epoch ``from_epoch`` (its own checkpoint's, or the run it continues) on."""
+    return max(0, cfg.train.epochs - from_epoch) * (cfg.data.n_train // cfg.train.batch_size)
 
 
-def spread(runs: list, per_class: dict[tuple, float], slots: int) -> float:
-    """Wall seconds to train ``runs`` with ``slots`` jobs at once, at ``per_class`` seconds per step."""
-    seconds = [training_steps(r.config) * per_class[size_class(r.config)] for r in runs]
+def spread(runs: list, per_class: dict[tuple, float], slots: int, start: dict[str, int] | None = None) -> float:
+    """Wall seconds to train ``runs`` with ``slots`` jobs at once, at ``per_class`` seconds per step, each from
+    its epoch in ``start`` (by run id; 0 when absent)."""
+    start = start or {}
+    seconds = [training_steps(r.config, start.get(r.run_id, 0)) * per_class[size_class(r.config)] for r in runs]
     return max(sum(seconds) / max(slots, 1), max(seconds, default=0.0))
 
 
-def estimate(runs: list, slots: int, threads: int) -> tuple[float, dict[tuple, float]]:
+def estimate(runs: list, slots: int, threads: int, start: dict[str, int] | None = None) -> tuple[float, dict[tuple, float]]:
     """(wall seconds to train ``runs`` with ``slots`` jobs at once, seconds per step of each size class)."""
     from trans3dhead.data.synth.head_model import write_assets
 
@@ -88,7 +91,7 @@ def estimate(runs: list, slots: int, threads: int) -> tuple[float, dict[tuple, f
             key = size_class(run.config)
             if key not in per_class:
                 per_class[key] = seconds_per_step(run.config, flame_dir, threads)
-    return spread(runs, per_class, slots), per_class
+    return spread(runs, per_class, slots, start), per_class
 
 
 def past_pace(results_root: Path, host: str) -> dict[tuple, list[float]]:
@@ -108,7 +111,8 @@ def past_pace(results_root: Path, host: str) -> dict[tuple, list[float]]:
     return pace
 
 
-def from_history(runs: list, results_root: Path, host: str, slots: int) -> tuple[float, int] | None:
+def from_history(runs: list, results_root: Path, host: str, slots: int,
+                 start: dict[str, int] | None = None) -> tuple[float, int] | None:
     """(wall seconds to train ``runs`` with ``slots`` jobs at once at the median pace of ``host``'s
     finished runs of each size class, how many finished runs that pace rests on), or None when some
     run's size class has none."""
@@ -117,7 +121,7 @@ def from_history(runs: list, results_root: Path, host: str, slots: int) -> tuple
     if not classes <= pace.keys():
         return None
     per_class = {key: statistics.median(pace[key]) for key in classes}
-    return spread(runs, per_class, slots), sum(len(pace[key]) for key in classes)
+    return spread(runs, per_class, slots, start), sum(len(pace[key]) for key in classes)
 
 
 def describe(seconds: float) -> str:

@@ -39,6 +39,7 @@ class RunJob:
     results_root: str
     work_root: str
     threads: int = 0
+    continue_shorter: bool = True      # start from a finished shorter run of the same config (continuation.py)
 
     @property
     def result_dir(self) -> Path:
@@ -72,7 +73,7 @@ class RunJob:
         # code version, date); each evaluation file records the code version that computed it.
         training = {"started": _now(), "code_version": version}
         already_trained = (store.read_meta(out) or {}).get("status") == "done"
-        if not already_trained and not (self.work_dir / continuation.CHECKPOINT).is_file():
+        if self.continue_shorter and not already_trained and not (self.work_dir / continuation.CHECKPOINT).is_file():
             prefix = continuation.find_prefix(self.config, Path(self.results_root), Path(self.work_root))
             if prefix:
                 continuation.start_from(prefix, self.work_dir)
@@ -120,9 +121,11 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, threads: int = 0) -> list[RunJob]:
+def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, threads: int = 0,
+              continue_shorter: bool = True) -> list[RunJob]:
+    """One job per run; ``continue_shorter=False`` (``--force``) trains each from its first step."""
     return [RunJob(r.run_id, r.profile, r.seed, r.variants, r.config.to_dict(), r.evaluations, r.measure_efficiency,
-                   str(results_root), str(work_root), threads) for r in runs]
+                   str(results_root), str(work_root), threads, continue_shorter) for r in runs]
 
 
 def current_epochs(jobs: list) -> str:

@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from experiments import estimate, launch, preflight, runlock, store
+from experiments import continuation, estimate, launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "measured peak memory and the GPU's size; CPU threads are split between the runs)")
     parser.add_argument("--only", help="comma-separated variants: run just their rows of the table; the report "
                                        "shows the other rows as missing")
-    parser.add_argument("--force", action="store_true", help="retrain runs that already have results")
+    parser.add_argument("--force", action="store_true",
+                        help="retrain runs that already have results, from their first step (no continuation)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="SECTION.KEY=VALUE",
                         help="override a config value for every run (YAML value; repeatable), e.g. "
                              "--set train.epochs=16; part of the run id; not an ablation switch")
@@ -160,14 +161,28 @@ def _only(runs: list, only: str | None, target: str) -> list:
     return [run for run in runs if set(run.variants) & set(wanted)]
 
 
-def _print_estimate(runs: list, todo: list, args) -> None:
+def _head_start(todo: list, args) -> tuple[dict[str, int], dict[str, str]]:
+    """Where each run still to train starts: the epoch of its own checkpoint, else (without --force) of the
+    finished shorter run it continues (``experiments/continuation.py``); ({run id: epoch}, {run id: words})."""
+    start, words = {}, {}
+    prefixes = continuation.Prefixes(args.results, args.work) if todo and not args.force else None
+    for run in todo:
+        if not args.force and (own := continuation.epochs_done(_work_dir(run, args))):
+            start[run.run_id], words[run.run_id] = own, f"resumes at epoch {own}"
+        elif prefixes and (prefix := prefixes.longest_for(run.config.to_dict())):
+            start[run.run_id] = prefix.epochs
+            words[run.run_id] = f"continues {prefix.profile}/{prefix.run_id} from epoch {prefix.epochs}"
+    return start, words
+
+
+def _print_estimate(runs: list, todo: list, start: dict[str, int], args) -> None:
     import torch
 
     from trans3dhead.engine.pretrain import trunk_path
 
     slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
     everything, per_class = estimate.estimate(runs, slots, threads)
-    still, _ = estimate.estimate(todo, slots, threads) if todo else (0.0, {})
+    still, _ = estimate.estimate(todo, slots, threads, start) if todo else (0.0, {})
     rates = ", ".join(f"{key[0]} {1000 * sec:.0f} ms/step" for key, sec in per_class.items())
     print(f"estimate on this machine ({slots} job(s) at once, {threads} thread(s) each; measured {rates}): "
           f"retraining all {len(runs)} runs takes about {estimate.describe(everything)}, the {len(todo)} still "
@@ -180,12 +195,12 @@ def _print_estimate(runs: list, todo: list, args) -> None:
               + ", ".join(uncached))
 
 
-def _print_past_pace(todo: list, args) -> None:
+def _print_past_pace(todo: list, start: dict[str, int], args) -> None:
     import torch
 
     host = platform.node()
     slots = 1 if args.executor == "debug" else launch.local_slots(args.max_parallel, torch.cuda.device_count())[0]
-    past = estimate.from_history(todo, Path(args.results), host, slots) if args.executor != "slurm" else None
+    past = estimate.from_history(todo, Path(args.results), host, slots, start) if args.executor != "slurm" else None
     if past is None:
         print("how long that takes on this machine: add --estimate (it times each model's training step here)")
         return
@@ -221,6 +236,7 @@ def cmd_run(registry, args) -> int:
                                {"--results": args.results, "--work": args.work, "--jobs": args.jobs,
                                 "--reports": args.reports} if todo else {})
     if args.dry_run:
+        start, head_start = _head_start(todo, args)
         with_set = f", {describe(args.overrides)}" if args.overrides else ""
         print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s){with_set}): {len(runs)} runs, "
               f"{len(runs) - len(todo) - len(elsewhere)} reused, {len(todo)} to run"
@@ -232,13 +248,14 @@ def cmd_run(registry, args) -> int:
             print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
                   f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, evals {list(run.evaluations)}")
             why = (f"running elsewhere ({runlock.describe(elsewhere[run.run_id])})" if run.run_id in elsewhere
-                   else "; ".join(r for r in reasons[run.run_id] if r != "not run yet"))
+                   else "; ".join([r for r in reasons[run.run_id] if r != "not run yet"]
+                                  + ([head_start[run.run_id]] if run.run_id in head_start else [])))
             if why:
                 print(f"         {why}")
     if args.dry_run and args.estimate:
-        _print_estimate(runs, todo, args)
+        _print_estimate(runs, todo, start, args)
     elif args.dry_run and todo:
-        _print_past_pace(todo, args)
+        _print_past_pace(todo, start, args)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -257,7 +274,7 @@ def cmd_run(registry, args) -> int:
         for run in todo:
             shutil.rmtree(_work_dir(run, args), ignore_errors=True)
             shutil.rmtree(store.run_dir(args.results, args.profile, run.run_id), ignore_errors=True)
-    jobs = launch.make_jobs(todo, args.results, args.work)
+    jobs = launch.make_jobs(todo, args.results, args.work, continue_shorter=not args.force)
     errors = launch.dispatch(jobs, args.executor, args.jobs / args.profile, cluster=cluster,
                              max_parallel=args.max_parallel, jobs_per_gpu=args.jobs_per_gpu)
     for error in errors:

@@ -9,6 +9,7 @@ import yaml
 
 from experiments import continuation, store
 from experiments.bench import convergence
+from experiments.overrides import parse_override
 from experiments.run import main as run_main
 from trans3dhead.config import RunConfig
 from trans3dhead.engine import train
@@ -97,3 +98,32 @@ def test_run_with_more_epochs_continues_the_finished_run_and_says_so(tmp_path, m
     assert convergence.main(["--profile", "smoke", "--variants", "dad3dnet", *step, "--set", "train.epochs=4",
                              "--continue", "--results", str(tmp_path / "results"), "--work", str(tmp_path / "work")]) == 0
     assert "from_epoch=3" in capsys.readouterr().out
+
+
+def test_dry_run_says_which_run_it_continues_and_charges_only_the_added_epochs(tmp_path, capsys):
+    import platform
+
+    from experiments import estimate
+    from experiments.registry import load_registry
+
+    step = ("train.schedule=step", "train.lr_drop_epoch=1")
+    registry = load_registry()
+    overrides = tuple(parse_override(o) for o in (*step, "train.epochs=2"))
+    short = registry.resolve("trans3dhead", "smoke", 0, overrides).config
+    results, work = tmp_path / "results", tmp_path / "work"
+    run_id = _store_run(results, work, "short", short)
+    seconds_per_step = 100.0
+    store.write_meta(results / "short" / run_id, {"status": "done", "epochs": 2, "host": platform.node(),
+                                                  "train_wall_s": seconds_per_step * estimate.training_steps(short)})
+    argv = ["table3", "--profile", "smoke", "--only", "trans3dhead", "--dry-run", "--max-parallel", "1",
+            "--results", str(results), "--work", str(work), "--jobs", str(tmp_path / "jobs"),
+            *[x for o in (*step, "train.epochs=6") for x in ("--set", o)]]
+    assert run_main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"continues short/{run_id} from epoch 2" in out
+    four_epochs = estimate.describe(seconds_per_step * 2 * estimate.training_steps(short))
+    assert f"how long: about {four_epochs} for the 1 run(s)" in out
+    assert run_main([*argv, "--force"]) == 0                  # --force retrains from the first step
+    out = capsys.readouterr().out
+    assert "continues short/" not in out
+    assert f"how long: about {estimate.describe(seconds_per_step * 3 * estimate.training_steps(short))} " in out
