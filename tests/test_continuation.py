@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 import yaml
 
@@ -77,7 +76,6 @@ def test_a_cosine_run_is_never_continued(tmp_path):
     assert continuation.find_prefix(_config(data, epochs=4, schedule="cosine").to_dict(), results, work) is None
 
 
-@pytest.mark.slow           # two smoke trainings through the command line: about 20 s on 2 cores
 def test_run_with_more_epochs_continues_the_finished_run_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     paths = [x for k in ("results", "reports", "work", "jobs") for x in (f"--{k}", str(tmp_path / k))]
