@@ -66,7 +66,8 @@ def results_tables(ctx: TableContext) -> list[str]:
             lines += [f"## {section.name}", ""]
         lines += [md_table(header, rows), ""]
     notes = [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
-             f"{stats.CONVERGENCE_WINDOW:.0%} of training; in brackets its "
+             f"{stats.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
+             "validation points (robust to a noisy last epoch); in brackets its "
              "mean relative change over seeds (unknown: no validation curve stored)."]
     if spec.efficiency:
         notes.append("Efficiency: ours measured on the device above (mean over seeds); FPS paper: one V100.")
