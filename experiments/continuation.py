@@ -2,10 +2,10 @@
 
 Under the step schedule every random draw and every learning rate is a function of (seed, step), never of
 ``train.epochs`` (``trans3dhead/engine/train.py``, ``schedule.lr_factor``), so a run of E epochs is, bit for
-bit on CPU, the first E epochs of the same run trained longer. A job whose work folder has no checkpoint
-therefore starts from the longest finished run whose config differs from its own only in a smaller
-``train.epochs``, in any profile of the store, and records it in ``meta.json`` as ``continued_from``. A cosine
-schedule decays over the whole run, so a shorter cosine run is not a prefix and is never continued.
+bit on CPU, the first E epochs of the same run trained longer, or with an lr drop it never reached. A job whose
+work folder has no checkpoint therefore starts from the longest finished run whose config differs from its own
+only in that way (``is_prefix``), in any profile of the store, and records it in ``meta.json`` as
+``continued_from``. A cosine schedule decays over the whole run, so a shorter cosine run is never continued.
 """
 from __future__ import annotations
 
@@ -35,18 +35,29 @@ class Prefix:
         return {"profile": self.profile, "run_id": self.run_id, "epochs": self.epochs}
 
 
+LENGTH_KEYS = ("epochs", "lr_drop_epoch", "lr_second_drop_epoch")
+
+
 def _without_length(config: RunConfig) -> str:
     identity = run_identity(config)
-    identity["train"].pop("epochs", None)
+    for key in LENGTH_KEYS:
+        identity["train"].pop(key, None)
     return json.dumps(identity, sort_keys=True, default=list)
 
 
+def _drops_before(config: RunConfig, epoch: int) -> tuple[int, ...]:
+    return tuple(d for d in config.train.lr_drops() if d < epoch)
+
+
 def is_prefix(shorter: RunConfig, longer: RunConfig) -> bool:
-    """Is ``shorter`` the first ``shorter.train.epochs`` epochs of ``longer``? Keys that change only how a run
-    executes (``registry.EXECUTION_ONLY``) may differ."""
+    """Is ``shorter`` the first ``shorter.train.epochs`` epochs of ``longer``? The configs must agree on all
+    but their length and on every lr drop within the shorter run (a drop it never reached may differ); keys
+    that change only how a run executes (``registry.EXECUTION_ONLY``) may differ too."""
+    epochs = shorter.train.epochs
     return (shorter.train.schedule == longer.train.schedule == "step"
-            and shorter.train.epochs < longer.train.epochs
-            and _without_length(shorter) == _without_length(longer))
+            and epochs < longer.train.epochs
+            and _without_length(shorter) == _without_length(longer)
+            and _drops_before(shorter, epochs) == _drops_before(longer, epochs))
 
 
 class Prefixes:
@@ -54,7 +65,7 @@ class Prefixes:
     then asked for the longest prefix of each run of a plan."""
 
     def __init__(self, results_root: Path, work_root: Path):
-        self._runs: list[tuple[str, Prefix]] = []
+        self._runs: list[tuple[str, RunConfig, Prefix]] = []
         for config_file in sorted(Path(results_root).glob("*/*/config.yaml")):
             run = config_file.parent
             meta = store.read_meta(run) or {}
@@ -66,8 +77,8 @@ class Prefixes:
             except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
                 continue            # an unreadable or older-format run is simply not a candidate
             if config.train.schedule == "step" and meta.get("epochs") == config.train.epochs:
-                self._runs.append((_without_length(config), Prefix(run.parent.name, run.name, config.train.epochs,
-                                                                   work_dir)))
+                prefix = Prefix(run.parent.name, run.name, config.train.epochs, work_dir)
+                self._runs.append((_without_length(config), config, prefix))
 
     def longest_for(self, config: dict) -> Prefix | None:
         """The longest finished run that ``config`` continues, or None."""
@@ -77,8 +88,8 @@ class Prefixes:
             return None
         if longer.train.schedule != "step":
             return None
-        key = _without_length(longer)
-        matches = [p for k, p in self._runs if k == key and p.epochs < longer.train.epochs]
+        key = _without_length(longer)           # is_prefix's first test, computed once per candidate
+        matches = [prefix for k, config, prefix in self._runs if k == key and is_prefix(config, longer)]
         return max(matches, key=lambda p: p.epochs, default=None)
 
 

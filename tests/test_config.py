@@ -24,6 +24,8 @@ def test_round_trip_keeps_every_field():
         ({"model": {"branches": ["landmark"]}}, "only-3DMM"),
         ({"model": "trans3dhead"}, "model: expected a mapping"),
         ({"model": {"d_model": 30, "nheads": 8}}, "divisible"),
+        ({"train": {"lr_drop_epoch": 240, "lr_second_drop_epoch": 200}}, "train.lr_second_drop_epoch=200"),
+        ({"train": {"schedule": "cosine", "lr_second_drop_epoch": 300}}, "0 turns it off"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(raw, message):

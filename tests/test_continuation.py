@@ -30,11 +30,14 @@ def test_the_file_names_are_the_trainings():
 
 
 def test_a_continued_step_run_equals_the_longer_run_trained_in_one_go(tmp_path):
-    short = train(_config(tmp_path / "data", epochs=2), tmp_path / "short", show_progress=False)
+    # the longer run also drops the lr a second time where the shorter one ended: a drop it never reached
+    longer = _config(tmp_path / "data", lr_drop_epoch=1, lr_second_drop_epoch=2)
+    short = train(_config(tmp_path / "data", epochs=2, lr_drop_epoch=1), tmp_path / "short", show_progress=False)
+    assert continuation.is_prefix(_config(tmp_path / "data", epochs=2, lr_drop_epoch=1), longer)
     prefix = continuation.Prefix("p", "short", 2, tmp_path / "short")
     continuation.start_from(prefix, tmp_path / "continued")
-    continued = train(_config(tmp_path / "data"), tmp_path / "continued", show_progress=False)
-    whole = train(_config(tmp_path / "data"), tmp_path / "whole", show_progress=False)
+    continued = train(longer, tmp_path / "continued", show_progress=False)
+    whole = train(longer, tmp_path / "whole", show_progress=False)
     assert short["epochs"] == 2 and continued["epochs_trained"] == 1 and whole["epochs_trained"] == 3
     a, b = load_checkpoint(continued["checkpoint"]), load_checkpoint(whole["checkpoint"])
     for name, tensor in b["model"].items():
@@ -68,6 +71,17 @@ def test_find_prefix_takes_the_longest_finished_step_run_of_the_same_config(tmp_
     assert (tmp_path / "new" / continuation.CHECKPOINT).read_text() == longest
     assert continuation.find_prefix(_config(data, epochs=4).to_dict(), results, work).epochs == 3
     assert continuation.find_prefix(_config(data, epochs=3).to_dict(), results, work) is None
+
+
+def test_a_shorter_run_is_a_prefix_only_if_it_dropped_the_lr_where_the_longer_one_does(tmp_path):
+    data = tmp_path / "data"
+    short = _config(data, epochs=4, lr_drop_epoch=2)
+    assert continuation.is_prefix(short, _config(data, epochs=8, lr_drop_epoch=2, lr_second_drop_epoch=4))
+    assert continuation.is_prefix(short, _config(data, epochs=8, lr_drop_epoch=2, lr_second_drop_epoch=6))
+    assert not continuation.is_prefix(short, _config(data, epochs=8, lr_drop_epoch=2, lr_second_drop_epoch=3))
+    assert not continuation.is_prefix(short, _config(data, epochs=8, lr_drop_epoch=3))
+    assert not continuation.is_prefix(_config(data, epochs=4, lr_drop_epoch=4), _config(data, epochs=8, lr_drop_epoch=3))
+    assert continuation.is_prefix(_config(data, epochs=4, lr_drop_epoch=4), _config(data, epochs=8, lr_drop_epoch=6))
 
 
 def test_a_cosine_run_is_never_continued(tmp_path):

@@ -118,6 +118,10 @@ def test_lr_drops_exactly_at_the_first_step_of_epoch_240():
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([1e-4] * 6 + [1e-5] * 6)
+    # a second drop (not in the paper; the `converged` profile's last third) multiplies by another 0.1
+    twice = TrainConfig(epochs=4, lr_drop_epoch=2, lr_second_drop_epoch=3, lr=1e-4)
+    assert [lr_factor(s, 12, twice, 3) for s in (5, 6, 8, 9, 11)] == pytest.approx([1, 0.1, 0.1, 0.01, 0.01])
+    assert TrainConfig(epochs=4, lr_drop_epoch=2).lr_drops() == (2,)
 
 
 def test_marr_supervises_every_layers_running_landmarks(flame_dir):

@@ -176,6 +176,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "step"                   # step (x0.1 from epoch lr_drop_epoch on) | cosine (to zero)
     lr_drop_epoch: int = 240                 # paper: "decayed by 10 at 240th epoch" (of 360)
+    lr_second_drop_epoch: int = introduced(0)   # another x0.1 from this epoch on; 0 = none (the paper has one)
     warmup_steps: int = 0
     grad_clip: float = 0.0                   # 0 = off
     amp: str = "off"                         # off | bf16 | auto (bf16 where the CPU/GPU supports it)
@@ -187,6 +188,10 @@ class TrainConfig:
     sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
     channels_last: bool = True               # CUDA only: NHWC convolutions (tensor-core friendly)
     compile: bool = False                    # torch.compile the forward: did not pay on CPU; not measured on a GPU
+
+    def lr_drops(self) -> tuple[int, ...]:
+        """The epochs from which the step schedule multiplies the lr by another 0.1."""
+        return (self.lr_drop_epoch,) + ((self.lr_second_drop_epoch,) if self.lr_second_drop_epoch else ())
 
     def validate(self) -> None:
         _check_choice("train.schedule", self.schedule, ("step", "cosine"))
@@ -202,6 +207,11 @@ class TrainConfig:
         if self.schedule == "step" and not 1 <= self.lr_drop_epoch <= self.epochs:
             raise ConfigError(f"train.lr_drop_epoch={self.lr_drop_epoch}: the step schedule drops the lr at an "
                               f"epoch in 1..train.epochs={self.epochs} (the paper: 240 of 360)")
+        if self.lr_second_drop_epoch and not (self.schedule == "step"
+                                              and self.lr_drop_epoch < self.lr_second_drop_epoch <= self.epochs):
+            raise ConfigError(f"train.lr_second_drop_epoch={self.lr_second_drop_epoch}: a second drop of the step "
+                              f"schedule falls after train.lr_drop_epoch={self.lr_drop_epoch} and by "
+                              f"train.epochs={self.epochs}; 0 turns it off")
         if self.eval_every < 1:
             raise ConfigError(f"train.eval_every={self.eval_every} must be >= 1")
         if self.sync_every < 1:

@@ -35,14 +35,24 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the base lr at ``step``: linear warmup, then a x0.1 drop at the first step of epoch
-    ``lr_drop_epoch`` (exact, whatever the epoch length), or cosine to zero."""
+    """Multiplier of the base lr at ``step``: linear warmup, then x0.1 from the first step of epoch
+    ``lr_drop_epoch`` (exact, whatever the epoch length) and x0.1 again from ``lr_second_drop_epoch`` when set,
+    or cosine to zero."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "step":
-        return 0.1 if step >= cfg.lr_drop_epoch * steps_per_epoch else 1.0
+        return 0.1 ** sum(step >= epoch * steps_per_epoch for epoch in cfg.lr_drops())
     progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
+    """Loads a checkpoint's scheduler ``state``, then sets each group's lr from this run's schedule at the
+    restored step: the checkpoint holds the lr that the saving run's schedule gave its next step, and a run
+    that continues a shorter one (experiments/continuation.py) may drop the lr right there."""
+    scheduler.load_state_dict(state)
+    for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, cfg: TrainConfig):

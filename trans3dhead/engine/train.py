@@ -25,7 +25,7 @@ from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_
 from trans3dhead.engine.loading import loader_options, train_loader
 from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
 from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
-from trans3dhead.engine.schedule import build_optimizer, build_scheduler
+from trans3dhead.engine.schedule import build_optimizer, build_scheduler, restore_scheduler
 from trans3dhead.engine.steplog import NoClock, NonFiniteLossError, PhaseClock, StepLog
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.losses import build_loss
@@ -111,7 +111,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
+        restore_scheduler(scheduler, resume["scheduler"])
         restore_rng_state(resume["rng"])
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
