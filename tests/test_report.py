@@ -280,7 +280,7 @@ def test_provenance_names_the_trunk_and_the_training_cost():
     assert training_cost([{}]) == "—"
     continued = [{"train_wall_s": 60.0, "continued_from": {"profile": "short", "run_id": "x", "epochs": 64}}] * 2
     assert training_cost(continued + metas).endswith(
-        "; 2 of them continued a finished shorter run of the same config (`short` (2 at 64 epochs); "
+        "; 2 of them continued a finished shorter run (`short` (2 at 64 epochs); "
         "experiments/continuation.py), whose time is included")
 
 

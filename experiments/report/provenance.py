@@ -47,7 +47,7 @@ def training_cost(metas: list[dict]) -> str:
     if continued:
         sources = ", ".join(f"`{p}` ({n} at {e} epochs)" for (p, e), n in sorted(
             Counter((c.get("profile"), c.get("epochs")) for c in continued).items()))
-        text += (f"; {len(continued)} of them continued a finished shorter run of the same config "
+        text += (f"; {len(continued)} of them continued a finished shorter run "
                  f"({sources}; experiments/continuation.py), whose time is included")
     return text
 
