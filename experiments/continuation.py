@@ -35,6 +35,7 @@ class Prefix:
         return {"profile": self.profile, "run_id": self.run_id, "epochs": self.epochs}
 
 
+# What a run and the shorter run it continues may differ in (the lr drops only past the shorter run's end).
 LENGTH_KEYS = ("epochs", "lr_drop_epoch", "lr_second_drop_epoch")
 
 
@@ -88,7 +89,7 @@ class Prefixes:
             return None
         if longer.train.schedule != "step":
             return None
-        key = _without_length(longer)           # is_prefix's first test, computed once per candidate
+        key = _without_length(longer)      # is_prefix's costliest test, kept per candidate: a quick filter first
         matches = [prefix for k, config, prefix in self._runs if k == key and is_prefix(config, longer)]
         return max(matches, key=lambda p: p.epochs, default=None)
 
