@@ -74,7 +74,7 @@ class Prefixes:
             if meta.get("status") != "done" or not (work_dir / CHECKPOINT).is_file():
                 continue
             try:
-                config = RunConfig.from_dict(yaml.safe_load(config_file.read_text()))
+                config = RunConfig.from_dict(store.read_config(run))
             except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
                 continue            # an unreadable or older-format run is simply not a candidate
             if config.train.schedule == "step" and meta.get("epochs") == config.train.epochs:

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = []
     workroot = Path(tempfile.mkdtemp(prefix="t3h-convergence-"))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    prefixes = continuation.Prefixes(args.results, args.work) if args.continue_runs else None    # the store, read once
     for variant in args.variants.split(","):
         for combination in itertools.product(*(v for _, v in args.overrides)):
             for seed in range(args.seeds):
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                     config = registry.resolve(variant, args.profile, seed, combination).config.to_dict()
                 except RegistryError as err:
                     parser.error(str(err))
-                prefix = continuation.find_prefix(config, args.results, args.work) if args.continue_runs else None
+                prefix = prefixes.longest_for(config) if prefixes else None
                 label = {"variant": variant, "seed": seed, **{a: o.value for a, o in zip(axes, combination)},
                          **({"from_epoch": prefix.epochs if prefix else 0} if args.continue_runs else {})}
                 name = "-".join(str(v) for v in label.values()).replace("/", "_")
