@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Trains a profile's evidence for every table, in the order that gives a whole table soonest: Table 3 one
 # seed at a time, then Tables 1-2 / Figures 7-8 (test and AFLW2000-3D evaluations of Trans3DHead and
-# DAD-3DNet), then Tables 4-8, seed by seed. Resumable: the result store skips finished runs and resumes
-# interrupted ones from their last epoch, so after a reboot or a new session just start it again.
+# DAD-3DNet), then Tables 4-8 seed by seed, all five tables' runs of a seed in one `all` (one table at a time
+# left a core idle behind Table 5's and Table 7's single run). Resumable: the result store skips finished runs
+# and resumes interrupted ones from their last epoch, so after a reboot or a new session just start it again.
 #
-#   nohup scripts/campaign/run.sh converged 3 > campaign.log 2>&1 &
+# PROFILES may be a comma-separated list: each step then runs for each profile in turn, so that a profile
+# whose runs continue an earlier one's (`converged` after `cpu-long`, experiments/continuation.py) lands its
+# results step by step instead of after the whole of the first profile.
+#
+#   nohup scripts/campaign/run.sh cpu-long,converged 3 > campaign.log 2>&1 &
 #   scripts/campaign/commit.sh converged        # whenever you like: commits the runs that finished
 set -u
-profile=${1:?usage: scripts/campaign/run.sh PROFILE [SEEDS]}
+profiles=${1:?usage: scripts/campaign/run.sh PROFILE[,PROFILE...] [SEEDS]}
 seeds=${2:-3}
 cd "$(dirname "$0")/../.."
 
 step() {
-    echo "== $(date -u +%FT%TZ) run $* --profile $profile"
-    nice -n 10 python -m experiments.run "$@" --profile "$profile"
-    echo "== $(date -u +%FT%TZ) exit $?"
+    for profile in ${profiles//,/ }; do
+        echo "== $(date -u +%FT%TZ) run $* --profile $profile"
+        nice -n 10 python -m experiments.run "$@" --profile "$profile"
+        echo "== $(date -u +%FT%TZ) exit $?"
+    done
 }
 
 for s in $(seq 1 "$seeds"); do
@@ -22,6 +29,6 @@ for s in $(seq 1 "$seeds"); do
     step all --seeds "$s" --only trans3dhead,dad3dnet
 done
 for s in $(seq 1 "$seeds"); do
-    for t in table4 table5 table6 table7 table8; do step "$t" --seeds "$s"; done
+    step all --seeds "$s"
 done
 step report
