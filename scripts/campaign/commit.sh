@@ -3,9 +3,11 @@
 # (or holds changed), one commit for all of them, then reports/PROFILE and the README's claims table
 # regenerated from a clean clone of that commit (the working tree's runs in progress would show in them,
 # and `report --check` in the tests compares committed reports with committed results only); the reports
-# are regenerated also when no run is new (after a code or registry change). Runs still training are left alone.
+# are regenerated also when no run is new (after a code or registry change), unless --if-new is given. Runs still
+# training are left alone.
 set -eu
-profile=${1:?usage: scripts/campaign/commit.sh PROFILE}
+profile=${1:?usage: scripts/campaign/commit.sh PROFILE [--if-new]}
+if_new=${2:-}
 cd "$(dirname "$0")/../.."
 n=0
 for d in results/"$profile"/*/; do
@@ -15,7 +17,10 @@ for d in results/"$profile"/*/; do
         n=$((n + 1))
     fi
 done
-if [ "$n" -eq 0 ]; then
+if [ "$n" -eq 0 ] && [ "$if_new" = --if-new ]; then
+    echo "nothing new in results/$profile"
+    exit 0
+elif [ "$n" -eq 0 ]; then
     echo "nothing new in results/$profile; regenerating its reports all the same"
 else
     git commit -qm "$profile results: $n finished run(s) (each run's meta records its code version)" -- "results/$profile"

@@ -11,6 +11,9 @@
 #
 #   nohup scripts/campaign/run.sh cpu-long,converged 3 > campaign.log 2>&1 &
 #   scripts/campaign/commit.sh converged        # whenever you like: commits the runs that finished
+#
+# With COMMIT=1 it runs commit.sh itself after each step that finished a run, so that a finished run is
+# committed as it lands even when nobody is there (it commits in this checkout: keep your own edits elsewhere).
 set -u
 profiles=${1:?usage: scripts/campaign/run.sh PROFILE[,PROFILE...] [SEEDS]}
 seeds=${2:-3}
@@ -21,6 +24,7 @@ step() {
         echo "== $(date -u +%FT%TZ) run $* --profile $profile"
         nice -n 10 python -m experiments.run "$@" --profile "$profile"
         echo "== $(date -u +%FT%TZ) exit $?"
+        if [ "${COMMIT:-0}" = 1 ] && [ "$1" != report ]; then scripts/campaign/commit.sh "$profile" --if-new; fi
     done
 }
 
