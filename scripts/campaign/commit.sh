@@ -31,7 +31,7 @@ clone=$(mktemp -d)
 trap 'rm -rf "$clone"' EXIT
 git clone -q . "$clone"
 (cd "$clone" && python -m experiments.run report --profile "$profile" > /dev/null)
-rm -rf "reports/$profile" && cp -r "$clone/reports/$profile" reports/
+rm -rf "reports/$profile" && mkdir -p reports && cp -r "$clone/reports/$profile" reports/
 python -m experiments.report.readme > /dev/null
 git add -- "reports/$profile" README.md
 git commit -qm "reports/$profile regenerated from its committed results" -- "reports/$profile" README.md \

@@ -1,0 +1,102 @@
+"""scripts/campaign: the order run.sh trains in, and what commit.sh commits.
+
+Both scripts are run for real against a throwaway git repository, with a stand-in `python` first on PATH
+that records each `python -m experiments...` call (and writes a report where `report` would) and hands
+`python -c` to the real interpreter, which commit.sh uses to read a run's status.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STAND_IN = f"""#!/bin/sh
+if [ "$1" = -c ]; then exec {sys.executable} "$@"; fi
+echo "$*" >> "$CALLS"
+if [ "$3" = report ]; then mkdir -p reports/"$5" && echo "report of $5" > reports/"$5"/README.md; fi
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding the two campaign scripts and one committed run of profile `p`."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "scripts" / "campaign", repo / "scripts" / "campaign")
+    _write_run(repo, "p", "run0", "done")
+    (repo / "README.md").write_text("readme\n")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    return repo
+
+
+def _write_run(repo: Path, profile: str, run_id: str, status: str) -> None:
+    folder = repo / "results" / profile / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps({"status": status}))
+
+
+def _script(repo: Path, tmp_path: Path, name: str, *args: str, **env: str) -> tuple[str, list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(STAND_IN)
+    (bin_dir / "python").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
+                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t", **env}
+    done = subprocess.run([str(repo / "scripts" / "campaign" / name), *args], env=full_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, calls.read_text().splitlines()
+
+
+def test_run_sh_interleaves_profiles_step_by_step(repo: Path, tmp_path: Path) -> None:
+    _, calls = _script(repo, tmp_path, "run.sh", "a,b", "2")
+    steps = [c.removeprefix("-m experiments.run ") for c in calls]
+    expected = []
+    for args in ["table3 --seeds 1", "all --seeds 1 --only trans3dhead,dad3dnet",
+                 "table3 --seeds 2", "all --seeds 2 --only trans3dhead,dad3dnet",
+                 "all --seeds 1", "all --seeds 2", "report"]:
+        expected += [f"{args} --profile a", f"{args} --profile b"]
+    assert steps == expected
+
+
+def test_commit_if_new_commits_nothing_when_no_run_finished(repo: Path, tmp_path: Path) -> None:
+    _write_run(repo, "p", "run1", "running")
+    out, calls = _script(repo, tmp_path, "commit.sh", "p", "--if-new")
+    assert "nothing new" in out
+    assert calls == []
+    assert _git(repo, "log", "--oneline").count("\n") == 1
+
+
+def test_commit_commits_finished_runs_only_with_their_reports(repo: Path, tmp_path: Path) -> None:
+    _write_run(repo, "p", "run1", "done")
+    _write_run(repo, "p", "run2", "running")
+    out, calls = _script(repo, tmp_path, "commit.sh", "p", "--if-new")
+    assert "committed 1 run(s)" in out
+    assert _git(repo, "ls-files", "results/p").split() == ["results/p/run0/meta.json", "results/p/run1/meta.json"]
+    assert "?? results/p/run2/" in _git(repo, "status", "--porcelain")
+    assert (repo / "reports" / "p" / "README.md").read_text() == "report of p\n"
+    assert _git(repo, "ls-files", "reports/p").split() == ["reports/p/README.md"]
+    assert calls == ["-m experiments.run report --profile p", "-m experiments.report.readme"]
+
+
+def test_run_sh_with_commit_commits_after_each_training_step(repo: Path, tmp_path: Path) -> None:
+    _write_run(repo, "p", "run1", "done")     # as if the first step had finished it
+    out, calls = _script(repo, tmp_path, "run.sh", "p", "1", COMMIT="1")
+    assert out.count("committed 1 run(s)") == 1
+    assert out.count("nothing new in results/p") == 2        # the second and third training steps
+    assert "results/p/run1/meta.json" in _git(repo, "ls-files")
