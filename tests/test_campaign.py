@@ -24,8 +24,12 @@ if [ "$3" = report ]; then mkdir -p reports/"$5" && echo "report of $5" > report
 """
 
 
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env={**os.environ, **IDENTITY}).stdout
 
 
 @pytest.fixture
@@ -36,8 +40,8 @@ def repo(tmp_path: Path) -> Path:
     _write_run(repo, "p", "run0", "done")
     (repo / "README.md").write_text("readme\n")
     _git(repo, "init", "-q")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "start")
     return repo
 
 
@@ -54,9 +58,7 @@ def _script(repo: Path, tmp_path: Path, name: str, *args: str, **env: str) -> tu
     (bin_dir / "python").chmod(0o755)
     calls = tmp_path / "calls.txt"
     calls.write_text("")
-    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
-                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                "GIT_COMMITTER_EMAIL": "t@t", **env}
+    full_env = {**os.environ, **IDENTITY, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), **env}
     done = subprocess.run([str(repo / "scripts" / "campaign" / name), *args], env=full_env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
