@@ -26,20 +26,12 @@ from trans3dhead.config import RunConfig
 EXECUTORS = ("debug", "local", "slurm")
 
 
-@dataclass
-class RunJob:
-    """One run as a picklable callable (paths and a config dict, nothing heavy)."""
+class _RunFolders:
+    """Where a job's run lives: its result folder in the store and its work folder (checkpoint, lock)."""
     run_id: str
     profile: str
-    seed: int
-    variants: tuple[str, ...]
-    config: dict
-    evaluations: tuple[tuple[str, str], ...]
-    measure_efficiency: bool
     results_root: str
     work_root: str
-    threads: int = 0
-    continue_shorter: bool = True      # start from a finished shorter run of the same config (continuation.py)
 
     @property
     def result_dir(self) -> Path:
@@ -49,6 +41,22 @@ class RunJob:
     def work_dir(self) -> Path:
         return Path(self.work_root) / self.profile / self.run_id
 
+
+@dataclass
+class RunJob(_RunFolders):
+    """One run as a picklable callable (paths and a config dict, nothing heavy)."""
+    run_id: str
+    profile: str
+    seed: int
+    variants: tuple[str, ...]
+    config: dict
+    evaluations: tuple[tuple[str, str], ...]
+    results_root: str
+    work_root: str
+    threads: int = 0
+    continue_shorter: bool = True      # start from a finished shorter run of the same config (continuation.py)
+    runs_alone = False                 # trains beside other runs: one per core or GPU slot
+
     def __call__(self) -> str:
         """Trains and evaluates under the run's lock: a second job on the same run (another submitter,
         or a rerun while the killed submitter's jobs live on) waits, then reuses what the first finished."""
@@ -56,7 +64,7 @@ class RunJob:
             print(f"{self.run_id}: running elsewhere ({runlock.describe(holder)}); waiting for it", flush=True)
 
         with runlock.hold(self.work_dir, on_wait=waiting):
-            if not store.run_problems(self.result_dir, self.evaluations):
+            if not store.training_problems(self.result_dir, self.evaluations):
                 return self.run_id
             return self._train_and_evaluate()
 
@@ -85,16 +93,12 @@ class RunJob:
         try:
             summary = train(cfg, self.work_dir, show_progress=False)
             store.atomic_write_bytes(out / "curve.csv", (self.work_dir / "curve.csv").read_bytes())
-            efficiency_pending = self.measure_efficiency
             for dataset, split in self.evaluations:
-                if store.has_evaluation(out, dataset, split) and not efficiency_pending:
+                if store.has_evaluation(out, dataset, split):
                     continue
-                result = evaluate(summary["checkpoint"], dataset, split, efficiency=efficiency_pending)
-                if efficiency_pending:
-                    result.efficiency["train_wall_s"] = summary["wall_s"]
-                efficiency_pending = False
-                store.write_evaluation(out, dataset, split, result.aggregate, result.per_sample, result.efficiency,
-                                       result.marr, result.predictions, code_version=version)
+                result = evaluate(summary["checkpoint"], dataset, split)
+                store.write_evaluation(out, dataset, split, result.aggregate, result.per_sample, result.marr,
+                                       result.predictions, code_version=version)
             trained_by_this_job = summary["epochs_trained"] > 0 or not already_trained
             store.update_meta(out, status="done", device=summary["device"], amp=summary["amp"],
                               train_wall_s=round(summary["wall_s"], 1), epochs=summary["epochs"],
@@ -117,15 +121,48 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(**self.__dict__))
 
 
+@dataclass
+class EfficiencyJob(_RunFolders):
+    """Measures one run's parameters, FLOPs, speed and memory (``efficiency.json``), alone on the machine:
+    a job beside it would skew its speed. It builds the run's model afresh (the figures do not depend on the
+    weights), so it takes seconds and needs no checkpoint, and the run itself trains in the shared slots."""
+    run_id: str
+    profile: str
+    config: dict
+    results_root: str
+    work_root: str
+    threads: int = 0
+    runs_alone = True
+
+    def __call__(self) -> str:
+        from trans3dhead.engine.efficiency import measure_config
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        figures, device = measure_config(RunConfig.from_dict(self.config))
+        store.write_efficiency(self.result_dir, figures, device=device, code_version=store.code_version())
+        return self.run_id
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, threads: int = 0,
-              continue_shorter: bool = True) -> list[RunJob]:
-    """One job per run; ``continue_shorter=False`` (``--force``) trains each from its first step."""
-    return [RunJob(r.run_id, r.profile, r.seed, r.variants, r.config.to_dict(), r.evaluations, r.measure_efficiency,
-                   str(results_root), str(work_root), threads, continue_shorter) for r in runs]
+              continue_shorter: bool = True) -> list[RunJob | EfficiencyJob]:
+    """What each run still lacks, as jobs: a :class:`RunJob` where its training or an evaluation is missing,
+    and an :class:`EfficiencyJob` where its table reports efficiency and none is stored (last: each takes
+    seconds, alone, once the training jobs have left the machine). ``continue_shorter=False`` (``--force``)
+    trains each from its first step."""
+    measure, train = [], []
+    for r in runs:
+        path = store.run_dir(results_root, r.profile, r.run_id)
+        if r.measure_efficiency and store.read_efficiency(path) is None:
+            measure.append(EfficiencyJob(r.run_id, r.profile, r.config.to_dict(), str(results_root), str(work_root)))
+        if store.training_problems(path, r.evaluations):
+            train.append(RunJob(r.run_id, r.profile, r.seed, r.variants, r.config.to_dict(), r.evaluations,
+                                str(results_root), str(work_root), threads, continue_shorter))
+    return train + measure
 
 
 def current_epochs(jobs: list) -> str:
@@ -189,15 +226,16 @@ def _available_memory_gb() -> int:
 def schedule(jobs: list[RunJob], submit: Callable[[RunJob, int], object], cap: int, bar: tqdm,
              poll_s: float) -> list[str]:
     """Keeps ``cap`` jobs running (a finished one is replaced at once) through ``submit(job, slot)``;
-    returns the failures. A job that measures efficiency (FPS, memory, time) runs alone, so that no
-    other job skews its numbers. Ctrl-C cancels the running jobs (their checkpoints stay)."""
+    returns the failures. A job that ``runs_alone`` (an :class:`EfficiencyJob`: speed, memory) waits for
+    the running ones and starts nothing beside it, so that no other job skews its numbers. Ctrl-C cancels
+    the running jobs (their checkpoints stay)."""
     pending, running, slots = list(jobs), {}, {}
     errors: list[str] = []
     try:
         while pending or running:
             while pending and len(running) < cap:
                 job = pending[0]
-                alone = job.measure_efficiency or any(j.measure_efficiency for j in running.values())
+                alone = job.runs_alone or any(j.runs_alone for j in running.values())
                 if running and alone:
                     break
                 slot = min(set(range(cap)) - set(slots.values()))
@@ -220,6 +258,8 @@ def schedule(jobs: list[RunJob], submit: Callable[[RunJob, int], object], cap: i
 def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
     """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
     for run in getattr(job, "jobs", [job]):          # a RunBatch holds several runs
+        if run.runs_alone:                           # a failed measurement leaves the training's status as it is
+            continue
         meta = store.read_meta(run.result_dir) or {}
         if meta.get("status") not in ("failed", "interrupted"):
             try:
@@ -258,7 +298,7 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
                 cap, threads = local_slots(max_parallel, n_gpus)
 
             def submit(job: RunJob, slot: int):
-                job.threads = (os.cpu_count() or 1) if job.measure_efficiency else threads   # it runs alone
+                job.threads = (os.cpu_count() or 1) if job.runs_alone else threads
                 ex = submitit.LocalExecutor(folder=folder)
                 ex.update_parameters(timeout_min=24 * 60,
                                      **({"gpus_per_node": 1, "visible_gpus": (plan.gpu_of(slot),)} if n_gpus else {}))
@@ -285,7 +325,7 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
             with ex.batch():
                 handles = [ex.submit(item) for item in items]
             for item, handle in zip(items, handles):
-                for job in getattr(item, "jobs", [item]):
+                for job in (j for j in getattr(item, "jobs", [item]) if not j.runs_alone):   # not a measurement
                     store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
                                       log=str(Path(str(folder).replace("%j", handle.job_id))))
             if runs_per_job > 1:

@@ -129,9 +129,9 @@ class RunBatch:
 
 
 def batches(jobs: list, runs_per_job: int, cpus: int) -> list[RunBatch]:
-    """Consecutive groups of ``runs_per_job`` runs (a job that measures efficiency stays alone)."""
-    alone = [RunBatch([job], cpus) for job in jobs if job.measure_efficiency]
-    shared = [job for job in jobs if not job.measure_efficiency]
+    """Consecutive groups of ``runs_per_job`` runs (a job that ``runs_alone``, measuring efficiency, stays alone)."""
+    alone = [RunBatch([job], cpus) for job in jobs if job.runs_alone]
+    shared = [job for job in jobs if not job.runs_alone]
     return alone + [RunBatch(shared[i:i + runs_per_job], cpus) for i in range(0, len(shared), runs_per_job)]
 
 

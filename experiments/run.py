@@ -98,7 +98,11 @@ def _live_status(run, args) -> tuple[str, str]:
 
 def _work_reasons(run, args) -> list[str]:
     """Why ``run`` must be (re)done: not finished, or a stored result that does not parse or validate."""
-    return store.run_problems(store.run_dir(args.results, args.profile, run.run_id), run.evaluations)
+    return store.run_problems(_result_dir(run, args), run.evaluations, run.measure_efficiency)
+
+
+def _result_dir(run, args) -> Path:
+    return store.run_dir(args.results, args.profile, run.run_id)
 
 
 def cmd_list(registry) -> int:
@@ -122,6 +126,8 @@ def cmd_status(registry, args) -> int:
         status, error = _live_status(run, args)
         if status in ("done", "missing") and (reasons := store.corrupt_files(path, run.evaluations)):
             status, error = "broken", "; ".join(reasons) + " (the next run of its table redoes it)"
+        elif status == "done" and run.measure_efficiency and store.read_efficiency(path) is None:
+            error = f"{store.NO_EFFICIENCY} (the next run of its table measures it, alone, in seconds)"
         counts[status] = counts.get(status, 0) + 1
         meta = store.read_meta(path) or {}
         log = meta.get("log") or meta.get("log_dir") or "-"
@@ -235,8 +241,10 @@ def cmd_run(registry, args) -> int:
     problems = preflight.check(todo, args.executor, cluster, args.cluster,
                                {"--results": args.results, "--work": args.work, "--jobs": args.jobs,
                                 "--reports": args.reports} if todo else {})
+    # A run that lacks only its efficiency measurement trains nothing: the time estimates leave it out.
+    to_train = [r for r in todo if args.force or store.training_problems(_result_dir(r, args), r.evaluations)]
     if args.dry_run:
-        start, head_start = _head_start(todo, args)
+        start, head_start = _head_start(to_train, args)
         with_set = f", {describe(args.overrides)}" if args.overrides else ""
         print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s){with_set}): {len(runs)} runs, "
               f"{len(runs) - len(todo) - len(elsewhere)} reused, {len(todo)} to run"
@@ -253,9 +261,9 @@ def cmd_run(registry, args) -> int:
             if why:
                 print(f"         {why}")
     if args.dry_run and args.estimate:
-        _print_estimate(runs, todo, start, args)
-    elif args.dry_run and todo:
-        _print_past_pace(todo, start, args)
+        _print_estimate(runs, to_train, start, args)
+    elif args.dry_run and to_train:
+        _print_past_pace(to_train, start, args)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -267,7 +275,7 @@ def cmd_run(registry, args) -> int:
         if run.run_id in elsewhere:
             print(f"running elsewhere: {run.run_id} ({runlock.describe(elsewhere[run.run_id])}); not submitted "
                   "again, rerun when it has finished", file=sys.stderr)
-        elif run in todo and reasons[run.run_id][0] not in ("not run yet", "--force") \
+        elif run in todo and reasons[run.run_id][0] not in ("not run yet", "--force", store.NO_EFFICIENCY) \
                 and not reasons[run.run_id][0].startswith("status "):
             print(f"redo {run.run_id}: {'; '.join(reasons[run.run_id])}", file=sys.stderr)
     if args.force:

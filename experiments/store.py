@@ -1,8 +1,9 @@
 """The result store: ``results/<profile>/<run_id>/`` per run, every file written atomically.
 
 Files: ``config.yaml`` (resolved), ``meta.json`` (variants, seed, status, error, provenance),
-``curve.csv`` (validation curve), and per evaluation ``eval-<dataset>-<split>.json`` (aggregate +
-efficiency), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8), ``predictions-...json`` (68
+``curve.csv`` (validation curve), ``efficiency.json`` (parameters, FLOPs, speed and memory, measured
+alone on the machine; older runs kept them in their first evaluation), and per evaluation
+``eval-<dataset>-<split>.json`` (aggregate), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8), ``predictions-...json`` (68
 landmarks and rotation, for the gallery) and ``images-...json`` (each item's image and evaluation crop,
 for Figure 7 and the gallery). Checkpoints live in ``work/``, outside the store.
 """
@@ -106,7 +107,7 @@ def read_config(path: Path) -> dict:
 
 
 def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_sample: pd.DataFrame,
-                     efficiency: dict, marr: dict | None, predictions: dict, code_version: str | None = None) -> None:
+                     marr: dict | None, predictions: dict, code_version: str | None = None) -> None:
     name = eval_name(dataset, split)
     path = Path(path)
     buffer = io.StringIO()
@@ -125,7 +126,51 @@ def write_evaluation(path: Path, dataset: str, split: str, aggregate: dict, per_
         atomic_write_json(path / f"images-{name}.json", images)
     # The aggregate goes last: its presence marks the evaluation complete.
     atomic_write_json(path / f"eval-{name}.json", {"dataset": dataset, "split": split, "aggregate": aggregate,
-                                                   "efficiency": efficiency, "code_version": code_version})
+                                                   "code_version": code_version})
+
+
+EFFICIENCY_FILE = "efficiency.json"
+NO_EFFICIENCY = "efficiency not measured"
+
+
+def write_efficiency(path: Path, efficiency: dict, *, device: str, code_version: str | None = None) -> None:
+    """The run's efficiency figures (``EFFICIENCY_COLUMNS``) and where they were measured."""
+    atomic_write_json(Path(path) / EFFICIENCY_FILE, {"efficiency": efficiency, "device": device,
+                                                     "code_version": code_version})
+
+
+def _efficiency_file(path: Path) -> dict:
+    """``efficiency.json``'s figures (CorruptResultError naming the file when it does not parse)."""
+    file = Path(path) / EFFICIENCY_FILE
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptResultError(f"{file} is not valid JSON ({err})") from None
+    figures = data.get("efficiency") if isinstance(data, dict) else None
+    if not isinstance(figures, dict) or "params" not in figures \
+            or not all(_is_number(v) for k, v in figures.items() if k in EFFICIENCY_COLUMNS):
+        raise CorruptResultError(f"{file}: expected {{'efficiency': {{'params': ..., ...}}}} of numbers")
+    return figures
+
+
+def read_efficiency(path: Path) -> dict | None:
+    """The run's measured efficiency: ``efficiency.json``, else (runs measured before it existed) the
+    first evaluation that holds it; None when none was measured or its file is corrupt."""
+    path = Path(path)
+    if (path / EFFICIENCY_FILE).is_file():
+        try:
+            return _efficiency_file(path)
+        except CorruptResultError as err:
+            warnings.warn(f"{err}; ignored", CorruptResultWarning)
+            return None
+    for file in sorted(path.glob("eval-*.json")):
+        try:
+            figures = load_evaluation(file).get("efficiency") or {}
+        except CorruptResultError:
+            continue
+        if figures.get("params") is not None:
+            return figures
+    return None
 
 
 def _is_number(value: object) -> bool:
@@ -133,7 +178,8 @@ def _is_number(value: object) -> bool:
 
 
 def load_evaluation(file: Path) -> dict:
-    """An ``eval-*.json`` checked for shape: dataset and split names, numeric aggregate / efficiency."""
+    """An ``eval-*.json`` checked for shape: dataset and split names, numeric aggregate (and efficiency,
+    which runs measured before ``efficiency.json`` existed kept there)."""
     try:
         data = json.loads(Path(file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -184,12 +230,17 @@ def corrupt_files(path: Path, evaluations) -> list[str]:
                 if (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
     if (path / "curve.csv").is_file() and curve(path) is None:
         problems.append(f"{path / 'curve.csv'} is corrupt")
+    if (path / EFFICIENCY_FILE).is_file():
+        try:
+            _efficiency_file(path)
+        except CorruptResultError as err:
+            problems.append(str(err))
     return problems
 
 
-def run_problems(path: Path, evaluations) -> list[str]:
-    """What keeps a run from counting as finished: its status, each missing or unusable evaluation, a
-    corrupt curve."""
+def training_problems(path: Path, evaluations) -> list[str]:
+    """What keeps a run's training and evaluations from counting as finished: its status, each missing
+    or unusable evaluation, a corrupt curve."""
     path = Path(path)
     meta = read_meta(path)
     if meta is None:
@@ -198,7 +249,17 @@ def run_problems(path: Path, evaluations) -> list[str]:
         return [f"status {meta.get('status', 'missing')}"]
     missing = [p for d, s in evaluations
                if not (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
-    return missing + corrupt_files(path, evaluations)
+    return missing + [p for p in corrupt_files(path, evaluations) if EFFICIENCY_FILE not in p]
+
+
+def run_problems(path: Path, evaluations, measure_efficiency: bool = False) -> list[str]:
+    """:func:`training_problems`, and for a run whose table reports efficiency, a missing or corrupt
+    measurement of it."""
+    problems = training_problems(path, evaluations)
+    if measure_efficiency and read_efficiency(path) is None:
+        file = Path(path) / EFFICIENCY_FILE
+        problems.append(f"{file} is corrupt" if file.is_file() else NO_EFFICIENCY)
+    return problems
 
 
 def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
@@ -210,6 +271,8 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
         if meta is None:
             warnings.warn(f"{path} has no readable meta.json; ignored", CorruptResultWarning)
             continue
+        measured = {k: v for k, v in (read_efficiency(path) or {}).items()
+                    if k in EFFICIENCY_COLUMNS and k != "train_wall_s"}    # the training's wall time: from meta
         common = {"run_id": path.name, "variants": ",".join(meta.get("variants", [])), "seed": meta.get("seed"),
                   "profile": profile, "benchmark": meta.get("benchmark"), "status": meta.get("status", "missing"),
                   "error": meta.get("error", ""), "code_version": meta.get("code_version"),
@@ -230,7 +293,7 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
             row = {**common, "dataset": data["dataset"], "split": data["split"],
                    "eval_code_version": data.get("code_version") or meta.get("code_version")}
             row.update({k: v for k, v in data["aggregate"].items() if k in METRIC_COLUMNS})
-            row.update({k: v for k, v in (data.get("efficiency") or {}).items() if k in EFFICIENCY_COLUMNS})
+            row.update(measured)            # a run-level measure: on every evaluation's row
             rows.append(row)
     columns = ["run_id", "variants", "seed", "profile", "benchmark", "dataset", "split", "status", "error",
                *METRIC_COLUMNS, *EFFICIENCY_COLUMNS, "code_version", "eval_code_version", "device", "date", "path"]

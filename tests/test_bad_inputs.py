@@ -123,7 +123,7 @@ def stored_run(mutate):
         out = store.run_dir(root / "results", "smoke", run_id)
         store.write_meta(out, {"variants": ["dad3dnet"], "seed": 0, "status": "done", "benchmark": "synthheads"})
         frame = __import__("pandas").DataFrame({"item_id": ["a", "b"], "nme": [1.0, 2.0]})
-        store.write_evaluation(out, "dad3dheads", "val", {"nme": 1.5}, frame, {}, None, {})
+        store.write_evaluation(out, "dad3dheads", "val", {"nme": 1.5}, frame, None, {})
         mutate(out)
     return setup
 
@@ -245,6 +245,8 @@ CASES = [
          stored_run(lambda out: (out / "eval-dad3dheads-val.csv").write_text('item_id,nme\n"a,1'))),
     Case("status-curve-truncated", "run", f"status table3 {RUN}", 0, ("broken", "curve.csv is corrupt"),
          stored_run(lambda out: (out / "curve.csv").write_text('epoch,step,val_nme\n1,"10'))),
+    Case("status-efficiency-truncated", "run", f"status table1 {RUN}", 0, ("broken", "efficiency.json is not valid"),
+         stored_run(lambda out: (out / "efficiency.json").write_text('{"efficiency": {"par'))),
     Case("plan-eval-truncated-is-redone", "run", DRY, 0, ("[run ]", "eval-dad3dheads-val.json is not valid JSON"),
          stored_run(lambda out: (out / "eval-dad3dheads-val.json").write_text('{"dataset": "dad3d'))),
     Case("report-eval-aggregate-a-list", "run", f"report table3 {RUN}", 0, ("wrote",),

@@ -32,6 +32,8 @@ def mini(tmp_path_factory):
                       "sections": [{"name": "", "rows": [{"label": "baseline", "variant": "baseline", "paper": {"nme": 1.847}},
                                                          {"label": "broken", "variant": "broken", "paper": {}}]}],
                       "steps": [{"from": "baseline", "to": "broken", "metrics": ["nme"], "claim": "none"}]}
+    tables["mini_fps"] = {**tables["mini"], "title": "mini with efficiency columns", "efficiency": True,
+                          "sections": [{"name": "", "rows": tables["mini"]["sections"][0]["rows"][:1]}], "steps": []}
     (registry / "tables.yaml").write_text(yaml.safe_dump(tables))
     dirs = {k: base / k for k in ("results", "reports", "work", "jobs")}
     return registry, dirs
@@ -74,7 +76,7 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     raw["train"]["epochs"] = 4
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
             "from experiments.launch import RunJob;"
-            f"RunJob('{resolved.run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), False, "
+            f"RunJob('{resolved.run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), "
             f"{str(dirs['results'])!r}, {str(dirs['work'])!r})()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
     ckpt = dirs["work"] / "smoke" / resolved.run_id / "checkpoint.pt"
@@ -90,7 +92,7 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     assert 1 <= epoch_at_kill < 4
     # Rerunning completes the same run from its checkpoint (same job, as the CLI would submit it).
     from experiments.launch import RunJob
-    RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),), False,
+    RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),),
            str(dirs["results"]), str(dirs["work"]))()
     after = store.read_meta(dirs["results"] / "smoke" / resolved.run_id)
     assert after["status"] == "done" and after["epochs"] == 4
@@ -105,7 +107,7 @@ def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 1
     job = lambda *evaluations: RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations,  # noqa: E731
-                                      False, str(tmp_path / "results"), str(tmp_path / "work"))
+                                      str(tmp_path / "results"), str(tmp_path / "work"))
     out = store.run_dir(tmp_path / "results", "smoke", resolved.run_id)
     job(("dad3dheads", "val"))()
     store.update_meta(out, code_version="trained-by-old-code")    # as if trained at an older commit
@@ -119,6 +121,25 @@ def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
     assert rows.loc["test", "eval_code_version"] == store.code_version()
     assert rows.loc["val", "eval_code_version"] == store.code_version()   # written by the training job itself
     assert rows.loc["test", "code_version"] == "trained-by-old-code"
+
+
+def test_a_finished_run_gets_its_efficiency_measured_without_retraining(mini, capsys):
+    registry, dirs = mini
+    run.main(_argv("mini", registry, dirs, "--executor", "debug", "--only", "baseline"))   # free when done
+    path = store.run_dir(dirs["results"], "smoke", load_registry(registry).resolve("baseline", "smoke").run_id)
+    trained = store.read_meta(path)
+    capsys.readouterr()
+    assert run.main(_argv("mini_fps", registry, dirs, "--dry-run")) == 0
+    assert f"[run ] {path.name}" in capsys.readouterr().out          # it lacks only the measurement
+    assert run.main(_argv("mini_fps", registry, dirs, "--executor", "debug")) == 0
+    capsys.readouterr()
+    assert store.read_meta(path) == trained                           # not retrained, not touched
+    assert store.read_efficiency(path)["params"] > 0
+    md = (dirs["reports"] / "smoke" / "mini_fps.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| baseline |"))
+    assert row.endswith("| done |") and "| — | — | — | — | — | — |" not in row
+    assert run.main(_argv("mini_fps", registry, dirs, "--dry-run")) == 0
+    assert f"[done] {path.name}" in capsys.readouterr().out
 
 
 def test_help_descriptions_keep_the_docstrings_whole_first_paragraph():

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from trans3dhead.config import DataConfig
-from trans3dhead.data import AFLW2000Dataset, DAD3DHeadsDataset, DatasetError, ensure_synthheads, mean_landmarks
+from trans3dhead.data import (AFLW2000Dataset, DAD3DHeadsDataset, DatasetError, ensure_synthheads, flame_dir_for,
+                              flame_model_of, mean_landmarks)
 from trans3dhead.data.synth.render import rasterize
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.geometry import project_official
@@ -80,6 +81,17 @@ def test_generation_is_deterministic_and_cached(tmp_path):
     assert (again / "dad3dheads" / "train" / "images" / "train_000001.png").read_bytes() == before
     for name in ("dad3dheads/val/val.json", "aflw2000/image00000.mat", "dad3dheads/test/annotations/test_000000.json"):
         assert (again / name).read_bytes() == (first / name).read_bytes(), name      # worker count does not matter
+
+
+def test_the_flame_model_alone_is_the_sets_without_generating_it(tmp_path):
+    cfg = DataConfig(root=str(tmp_path / "uncached"), n_train=3, n_val=2, n_test=1, n_aflw=1, render_size=64)
+    with flame_model_of(cfg) as scratch:
+        alone = {f.name: f.read_bytes() for f in scratch.iterdir() if f.is_file()}
+    assert not (tmp_path / "uncached").exists() and not scratch.exists()     # no set generated, nothing left
+    ensure_synthheads(cfg)
+    with flame_model_of(cfg) as cached:
+        assert cached == flame_dir_for(cfg)
+        assert {f.name: f.read_bytes() for f in cached.iterdir() if f.is_file()} == alone
 
 
 def test_parallel_generation_from_an_unguarded_script(tmp_path):

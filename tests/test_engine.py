@@ -9,6 +9,8 @@ import torch
 from trans3dhead.config import RunConfig
 from trans3dhead.engine import CheckpointError, NonFiniteLossError, evaluate, train
 from trans3dhead.engine.checkpoint import load_checkpoint
+from trans3dhead.engine.efficiency import count_flops, count_parameters, measure_config
+from trans3dhead.engine.evaluate import load_model
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_nan_loss_names_step_and_term_and_keeps_the_last_checkpoint(tiny_cfg, tm
 
 def test_evaluate_gives_finite_official_metrics_and_marr_data(tiny_cfg, tmp_path):
     summary = train(_cfg(tiny_cfg, epochs=1), tmp_path / "run", show_progress=False)
-    result = evaluate(summary["checkpoint"], "dad3dheads", "val", efficiency=True)
+    result = evaluate(summary["checkpoint"], "dad3dheads", "val")
     for metric in ("nme", "z5", "chamfer", "pose_error"):
         assert np.isfinite(result.aggregate[metric]), metric
     assert len(result.per_sample) == 8 and result.aggregate["n_problems"] == 0
@@ -65,10 +67,22 @@ def test_evaluate_gives_finite_official_metrics_and_marr_data(tiny_cfg, tmp_path
     assert np.asarray(item["68_landmarks_2d"]).shape == (68, 2)
     assert np.asarray(item["rotation_matrix"]).shape == (3, 3)
     assert result.marr["residuals"].shape == (2, 8, 68, 2)          # 2 decoder layers
-    assert result.efficiency["params"] > 0 and result.efficiency["flops"] > 0
-    assert result.efficiency["fps_b1"] > 0 and result.efficiency["peak_mem_b32_mb"] > 0
     pose = evaluate(summary["checkpoint"], "aflw2000", "test")
     assert set(pose.per_sample.columns) >= {"item_id", "pitch", "yaw", "roll", "mae"}
+
+
+def test_efficiency_is_measured_without_the_checkpoint(tiny_cfg, tmp_path):
+    """A freshly built model counts the same parameters and FLOPs as the trained one: why a finished run's
+    efficiency can be measured afterwards, alone, with no checkpoint."""
+    cfg = _cfg(tiny_cfg, epochs=1)
+    summary = train(cfg, tmp_path / "run", show_progress=False)
+    trained, *_ = load_model(summary["checkpoint"])
+    figures, device = measure_config(cfg)
+    assert device == "cpu"
+    assert figures["params"] == count_parameters(trained)
+    size = cfg.data.image_size
+    assert figures["flops"] == count_flops(trained, torch.randn(1, 3, size, size)) > 0
+    assert figures["fps_b1"] > 0 and figures["fps_b32"] > 0 and figures["peak_mem_b32_mb"] > figures["peak_mem_b1_mb"] > 0
 
 
 def test_missing_or_corrupt_checkpoint_is_named(tmp_path):

@@ -89,7 +89,7 @@ def figure_setup(tmp_path):
         marr = ({"residuals": np.abs(residuals), "landmarks": layers, "mean_face": mean_face,
                  "item_ids": np.array(ITEMS)} if variant == "trans3dhead" else None)
         store.write_evaluation(path, "dad3dheads", "val", {"nme": float(nme.mean())},
-                               pd.DataFrame({"item_id": ITEMS, "nme": nme}), {}, marr, predictions)
+                               pd.DataFrame({"item_id": ITEMS, "nme": nme}), marr, predictions)
         store.atomic_write_bytes(path / "curve.csv", b"epoch,step,val_nme\n1,10,9\n2,20,5\n3,30,4.99\n4,40,4.98\n")
     return registry, results, dataset
 

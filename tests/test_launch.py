@@ -1,8 +1,10 @@
 """The local executor's scheduler: rolling slots, efficiency runs alone, failures and Ctrl-C."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from tqdm import tqdm
 
@@ -28,7 +30,7 @@ class FakeHandle:
 
 
 def _job(tmp_path, name: str, efficiency: bool = False):
-    return SimpleNamespace(run_id=name, measure_efficiency=efficiency, result_dir=tmp_path / "results" / name,
+    return SimpleNamespace(run_id=name, runs_alone=efficiency, result_dir=tmp_path / "results" / name,
                            work_dir=tmp_path / "work" / name)
 
 
@@ -91,3 +93,32 @@ def test_local_slots(monkeypatch):
     assert launch.local_slots(None, n_gpus=2) == (2, 4)          # one job per GPU
     monkeypatch.setattr(launch, "_available_memory_gb", lambda: 6)
     assert launch.local_slots(None, n_gpus=0) == (3, 2)          # RAM bounds the jobs
+
+
+def _resolved(measure_efficiency: bool):
+    from experiments.registry import load_registry
+    run = load_registry().resolve("baseline", "smoke")
+    return dataclasses.replace(run, evaluations=(("dad3dheads", "val"),), measure_efficiency=measure_efficiency)
+
+
+def test_make_jobs_gives_each_run_only_what_it_lacks(tmp_path):
+    run = _resolved(measure_efficiency=True)
+    results, work = tmp_path / "results", tmp_path / "work"
+    jobs = launch.make_jobs([run], results, work)
+    assert [type(j).__name__ for j in jobs] == ["RunJob", "EfficiencyJob"]     # measured once training is done
+    assert [j.runs_alone for j in jobs] == [False, True]
+    out = store.run_dir(results, "smoke", run.run_id)
+    store.write_meta(out, {"status": "done"})
+    store.write_evaluation(out, "dad3dheads", "val", {"nme": 1.0}, pd.DataFrame({"item_id": ["a"], "nme": [1.0]}),
+                           None, {})
+    assert [type(j).__name__ for j in launch.make_jobs([run], results, work)] == ["EfficiencyJob"]   # no retraining
+    assert launch.make_jobs([_resolved(measure_efficiency=False)], results, work) == []
+
+
+def test_a_failed_measurement_leaves_the_trained_run_done(tmp_path):
+    run = _resolved(measure_efficiency=True)
+    job = launch.make_jobs([run], tmp_path / "results", tmp_path / "work")[-1]
+    store.write_meta(job.result_dir, {"status": "done"})
+    failures, _ = _run([job], 2, {job.run_id: 1}, errors={job.run_id: RuntimeError("CUDA out of memory")})
+    assert failures == [f"{job.run_id}: CUDA out of memory"]
+    assert store.read_meta(job.result_dir)["status"] == "done"

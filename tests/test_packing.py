@@ -40,7 +40,7 @@ def test_explicit_count_spreads_slots_over_gpus_and_respects_max_parallel():
 
 
 def test_runs_per_job_groups_runs_and_keeps_efficiency_runs_alone():
-    jobs = [SimpleNamespace(run_id=n, measure_efficiency=n == "eff") for n in ("a", "b", "c", "eff", "d")]
+    jobs = [SimpleNamespace(run_id=n, runs_alone=n == "eff") for n in ("a", "b", "c", "eff", "d")]
     groups = packing.batches(jobs, runs_per_job=2, cpus=8)
     assert [[j.run_id for j in g.jobs] for g in groups] == [["eff"], ["a", "b"], ["c", "d"]]
     assert groups[1].run_id == "a+b" and groups[1].cpus == 8

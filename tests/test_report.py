@@ -58,7 +58,9 @@ def write_run(results, registry, variant, seed, *, status="done", per_sample=Non
     if per_sample is not None:
         frame = pd.DataFrame({"item_id": ITEMS, **per_sample})
         aggregate = {m: float(np.mean(v)) for m, v in per_sample.items()}
-        store.write_evaluation(path, "dad3dheads", "val", aggregate, frame, efficiency or {}, None, {})
+        store.write_evaluation(path, "dad3dheads", "val", aggregate, frame, None, {})
+    if efficiency is not None:
+        store.write_efficiency(path, efficiency, device="cpu")
     if curve is not None:
         steps = 50 * np.arange(1, len(curve) + 1)
         store.atomic_write_bytes(path / "curve.csv", pd.DataFrame(
@@ -87,10 +89,10 @@ def known(tmp_path, registry):
                   "peak_mem_b1_mb": 1.0, "peak_mem_b32_mb": 20.0}
     write_run(results, registry, "baseline", 0, per_sample=data["base"][0], curve=FLAT, efficiency=efficiency)
     write_run(results, registry, "baseline", 1, per_sample=data["base"][1], curve=FLAT, train_wall_s=120.0,
-              code_version="def5678")
+              code_version="def5678", efficiency={**efficiency, "fps_b1": 120.0})
     write_run(results, registry, "qa", 0, per_sample=data["qa"][0], curve=FLAT)
     write_run(results, registry, "qa", 1, per_sample=data["qa"][1], curve=FLAT)
-    write_run(results, registry, "euler_qa", 0, per_sample=data["euler"][0], curve=FALLING)
+    write_run(results, registry, "euler_qa", 0, per_sample=data["euler"][0], curve=FALLING, efficiency=efficiency)
     write_run(results, registry, "euler_qa", 1, curve=FALLING)
     write_run(results, registry, "trans3dhead", 0, status="failed",
               error="NonFiniteLossError: non-finite loss | at step 7\nTraceback ...")
@@ -120,10 +122,11 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
     # 2 df, t(2) = 4.303; two seeds: mean ± 4.303 * 0.02828 / sqrt(2) = ± 0.0861 (Z5: ± 0.00861).
     assert "NME 0.028 (df 2), Z5 Acc. 0.0028 (df 2)" in md
     assert rows["base"] == ["2.020 [1.934, 2.106]", "2.000", "0.9020 [0.8934, 0.9106]", "0.9000",
-                            "1.50", "0.250", "100.0", "300.0", "1.0", "20.0", "110", "—", "yes (-0.5%)", "done"]
+                            "1.50", "0.250", "110.0", "300.0", "1.0", "20.0", "110", "—", "yes (-0.5%)", "done"]
     assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
     command = "`python -m experiments.run mini --profile smoke --seeds 2`"
+    assert rows["+QA"][-1] == "; ".join(f"seed {s}: efficiency not measured — run {command}" for s in (0, 1))
     euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise
     assert rows["+Euler"][0] == f"{euler:.3f} [{euler - 0.1217:.3f}, {euler + 0.1217:.3f}] (1/2 seeds)"
     assert rows["+Euler"][-2:] == ["no (-33.3%)", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
@@ -208,7 +211,7 @@ def test_regeneration_is_byte_for_byte_and_check_finds_changes(known, registry, 
     per = store.per_sample(path, "dad3dheads", "val")
     per.loc[0, "nme"] += 1.0                    # one image of one run changes
     store.write_evaluation(path, "dad3dheads", "val", {"nme": float(per["nme"].mean()), "z5": float(per["z5"].mean())},
-                           per, {}, None, {})
+                           per, None, {})
     problems = report.check_reports(registry, PROFILE, results, reports)
     assert any(p.startswith(str(reports / PROFILE / "mini.md")) and "differs" in p for p in problems)
     assert any("mini-deltas.png" in p for p in problems)

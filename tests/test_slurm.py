@@ -80,7 +80,7 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(tmp_path):
     evaluations = (("dad3dheads", "val"),)
 
     def job(results, work):
-        return RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations, False, str(results), str(work), threads=1)
+        return RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations, str(results), str(work), threads=1)
 
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs" / "%j", cluster="slurm")
     executor.update_parameters(timeout_min=30, cpus_per_task=1, mem_gb=2, slurm_partition="debug")

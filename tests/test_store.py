@@ -15,7 +15,7 @@ def _write(path, run_id, metrics, seed=0, status="done", n=20, offset=0.0):
     store.write_meta(out, {"variants": ["v"], "seed": seed, "status": status, "benchmark": "synthheads",
                            "code_version": "abc", "device": "cpu", "date": "2026-11-24", "error": ""})
     per = pd.DataFrame({"item_id": [f"i{k}" for k in range(n)], **{m: np.full(n, v) + offset for m, v in metrics.items()}})
-    store.write_evaluation(out, "dad3dheads", "val", {m: float(per[m].mean()) for m in metrics}, per, {}, None, {})
+    store.write_evaluation(out, "dad3dheads", "val", {m: float(per[m].mean()) for m in metrics}, per, None, {})
     return out
 
 
@@ -67,3 +67,27 @@ def test_atomic_json_leaves_the_old_file_when_serialisation_fails(tmp_path):
     with pytest.raises(TypeError):
         store.atomic_write_json(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_a_run_that_must_report_efficiency_is_unfinished_without_it(tmp_path):
+    out = _write(tmp_path / "cpu", "r1", {"nme": 1.5})
+    evaluations = (("dad3dheads", "val"),)
+    assert store.run_problems(out, evaluations) == []
+    assert store.run_problems(out, evaluations, measure_efficiency=True) == [store.NO_EFFICIENCY]
+    assert store.training_problems(out, evaluations) == []          # training and evaluations are finished
+    store.write_efficiency(out, {"params": 10, "fps_b1": 5.0}, device="cpu")
+    assert store.run_problems(out, evaluations, measure_efficiency=True) == []
+    assert store.collect(tmp_path, "cpu").loc[0, "params"] == 10     # on each of the run's evaluation rows
+    (out / store.EFFICIENCY_FILE).write_text('{"efficiency": {"params": "ten"}}')
+    with pytest.warns(store.CorruptResultWarning, match="efficiency.json"):
+        problems = store.run_problems(out, evaluations, measure_efficiency=True)
+    assert problems == [f"{out / store.EFFICIENCY_FILE} is corrupt"]
+    assert store.training_problems(out, evaluations) == []          # a corrupt measurement retrains nothing
+
+
+def test_efficiency_kept_in_an_evaluation_by_older_runs_counts(tmp_path):
+    out = _write(tmp_path / "cpu", "old", {"nme": 1.5})
+    data = json.loads((out / "eval-dad3dheads-val.json").read_text())
+    (out / "eval-dad3dheads-val.json").write_text(json.dumps({**data, "efficiency": {"params": 7, "flops": 3}}))
+    assert store.read_efficiency(out) == {"params": 7, "flops": 3}
+    assert store.run_problems(out, (("dad3dheads", "val"),), measure_efficiency=True) == []

@@ -43,13 +43,16 @@ def run_command(table: str, seeds: list[int], profile: str, overrides: tuple = (
 
 
 def status_text(rr: RowRuns, table: str, seeds: list[int], overrides: tuple = ()) -> str:
-    """'done', or every seed that is not, with why: failed (the error), running, missing (the command)."""
+    """'done', or every seed that is not, with why: failed (the error), running, missing (the command); in
+    a table that reports efficiency, also a finished seed whose efficiency was not measured."""
     command = run_command(table, seeds, rr.profile, overrides)
     problems = []
     for run in rr.runs:
+        who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
+        if run.usable and rr.spec.efficiency and not run.efficiency:
+            problems.append(f"{who}efficiency not measured — run `{command}`")
         if run.usable:
             continue
-        who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
         if run.status == "failed":
             problems.append(f"{who}failed: {clean(run.error) or 'no error recorded'}")
         elif run.status in ("running", "queued"):

@@ -119,7 +119,7 @@ def _frame_row(frame: pd.DataFrame, run_id: str, dataset: str, split: str) -> di
 
 
 def _measured_efficiency(frame: pd.DataFrame, run_id: str) -> dict:
-    """A run measures efficiency once, on its first evaluation; any table may report it."""
+    """The run's efficiency as ``store.collect`` puts it on each of its rows; any table may report it."""
     hits = frame[(frame["run_id"] == run_id) & frame["params"].notna()]
     if hits.empty:
         return {}

@@ -1,6 +1,9 @@
 """Data: the embedded SynthHeads benchmark and readers of the official DAD-3DHeads / AFLW2000-3D formats."""
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +12,11 @@ from torch.utils.data import Dataset
 from trans3dhead.config import DataConfig
 from trans3dhead.data.aflw2000 import AFLW2000Dataset
 from trans3dhead.data.dad3dheads import DAD3DHeadsDataset
-from trans3dhead.data.embedded import ensure_synthheads
+from trans3dhead.data.embedded import MARKER, ensure_synthheads, synth_dir
 from trans3dhead.data.errors import DatasetError
 
 __all__ = ["AFLW2000Dataset", "DAD3DHeadsDataset", "DatasetError", "build_dataset", "ensure_synthheads",
-           "flame_dir_for", "mean_landmarks"]
+           "flame_dir_for", "flame_model_of", "mean_landmarks"]
 
 SPLITS = ("train", "val", "test")
 
@@ -33,6 +36,20 @@ def flame_dir_for(cfg: DataConfig) -> Path:
     """The FLAME folder of a data config: ``data.flame_dir``, or for SynthHeads its generated ``flame/`` (so
     the set is generated first if it is not cached); dad3dheads without ``flame_dir`` raises DatasetError."""
     return _roots(cfg)[2]
+
+
+@contextmanager
+def flame_model_of(cfg: DataConfig) -> Iterator[Path]:
+    """:func:`flame_dir_for`, without generating SynthHeads when it is not cached: for what needs the model
+    but no image (an efficiency measurement), its procedural FLAME assets are written to a temporary folder
+    (seconds; the whole set takes minutes)."""
+    if cfg.benchmark != "synthheads" or cfg.flame_dir or (synth_dir(cfg) / MARKER).is_file():
+        yield flame_dir_for(cfg)
+        return
+    from trans3dhead.data.synth.head_model import write_assets     # the set's own assets (seed 0)
+
+    with tempfile.TemporaryDirectory(prefix="flame-") as scratch:
+        yield write_assets(Path(scratch) / "flame", seed=0)
 
 
 def build_dataset(cfg: DataConfig, dataset: str, split: str, train: bool, seed: int = 0) -> Dataset:

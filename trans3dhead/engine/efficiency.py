@@ -7,6 +7,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trans3dhead.config import RunConfig
+from trans3dhead.engine.runtime import select_device
+
 
 def count_parameters(model: nn.Module) -> int:
     """The number of parameter values of ``model``, trainable or not."""
@@ -77,3 +80,18 @@ def measure(model: nn.Module, image_size: int, device: torch.device, batch_sizes
         out[f"fps_b{b}"] = throughput(model, images, repeats=3 if b > 1 else 10)
         out[f"peak_mem_b{b}_mb"] = peak_memory_mb(model, images)
     return out
+
+
+def measure_config(cfg: RunConfig, device: str = "auto") -> tuple[dict, str]:
+    """(:func:`measure` of ``cfg``'s model, the device it ran on). The model is built afresh: its
+    parameters, FLOPs, speed and memory depend on its architecture and input size, not on its trained
+    weights, so a finished run is measured without its checkpoint, on any machine, alone."""
+    from trans3dhead.data import flame_model_of            # the model code: not needed by the counters above
+    from trans3dhead.models import build_model
+    from trans3dhead.models.marr import N_LANDMARKS
+
+    dev = select_device(device)
+    centre = torch.full((N_LANDMARKS, 2), 0.5)       # any mean face in crop units costs the same
+    with flame_model_of(cfg.data) as flame_dir:
+        model = build_model(cfg.model, flame_dir, centre)
+    return measure(model.to(dev), cfg.data.image_size, dev), str(dev)

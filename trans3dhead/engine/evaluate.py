@@ -1,8 +1,9 @@
 """Evaluation of a checkpoint on one (dataset, split): official metrics per sample, predictions in the
-official submission format, MARR per-layer data (Figures 7-8) and efficiency figures."""
+official submission format and MARR per-layer data (Figures 7-8). Efficiency figures do not depend on the
+weights: ``efficiency.measure_config`` measures them without a checkpoint."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ from trans3dhead.config import DataConfig, RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for
 from trans3dhead.engine.batches import autocast, crop_units_to_original, eval_loader, landmark_nme, posed_to_original
 from trans3dhead.engine.checkpoint import load_checkpoint
-from trans3dhead.engine.efficiency import measure
 from trans3dhead.engine.runtime import select_device
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.geometry import aflw_euler_from_image_rotation
@@ -26,12 +26,11 @@ from trans3dhead.models import build_model
 class EvalResult:
     """What :func:`evaluate` returns: ``aggregate`` (metric means and counts), ``per_sample`` (one row per
     item), ``predictions`` (official submission format by item id, each with an ``image`` record), ``marr``
-    (per-layer residuals and landmarks for Figures 7-8; None without MARR) and ``efficiency`` (or empty)."""
+    (per-layer residuals and landmarks for Figures 7-8; None without MARR)."""
     aggregate: dict
     per_sample: pd.DataFrame
     predictions: dict
     marr: dict | None = None
-    efficiency: dict = field(default_factory=dict)
 
 
 def load_model(checkpoint: str | Path, data_cfg: DataConfig | None = None, device: str = "auto"):
@@ -84,12 +83,12 @@ def aflw_predicted_euler(rotation_image: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: DataConfig | None = None,
-             batch_size: int = 32, efficiency: bool = False, device: str = "auto") -> EvalResult:
+             batch_size: int = 32, device: str = "auto") -> EvalResult:
     """Scores ``checkpoint`` on ``dataset`` ('dad3dheads' or 'aflw2000') and ``split`` with the official metrics.
 
     DAD-3DHeads goes through :func:`trans3dhead.benchmark.score` (a split without annotations gets
     predictions only), AFLW2000-3D through pose errors; ``mean_face_nme`` is the NME of always predicting
-    the mean face F_a, for reference. ``data_cfg`` replaces the checkpoint's; ``efficiency`` adds :func:`measure`.
+    the mean face F_a, for reference. ``data_cfg`` replaces the checkpoint's.
     """
     model, cfg, data_cfg, dev, bf16 = load_model(checkpoint, data_cfg, device)
     mean_face = torch.as_tensor(load_checkpoint(checkpoint)["mean_face"], dtype=torch.float32)
@@ -142,8 +141,7 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: Data
                 "landmarks": np.concatenate([m[1] for m in marr_parts], axis=1),
                 "mean_face": model.marr.mean_face.detach().cpu().numpy() if getattr(model, "marr", None) else None,
                 "item_ids": np.array(ids)}
-    eff = measure(model, size, dev) if efficiency else {}
-    return EvalResult(aggregate, per_sample, predictions, marr, eff)
+    return EvalResult(aggregate, per_sample, predictions, marr)
 
 
 def _image_height(ds, index: int) -> int:
