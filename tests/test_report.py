@@ -126,14 +126,14 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
     assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
     command = "`python -m experiments.run mini --profile smoke --seeds 2`"
-    assert rows["+QA"][-1] == "; ".join(f"seed {s}: efficiency not measured — run {command}" for s in (0, 1))
+    assert rows["+QA"][-1] == f"seeds 0, 1: efficiency not measured — run {command}"     # one entry for both
     euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise
     assert rows["+Euler"][0] == f"{euler:.3f} [{euler - 0.1217:.3f}, {euler + 0.1217:.3f}] (1/2 seeds)"
     assert rows["+Euler"][-2:] == ["no (-33.3%)", f"seed 1: missing (dad3dheads/val not evaluated) — run {command}"]
     assert rows["full"][:4] == ["—", "1.600", "—", "0.9300"]
     assert rows["full"][-1] == ("seed 0: failed: NonFiniteLossError: non-finite loss / at step 7 Traceback ...; "
                                 "seed 1: running")
-    assert rows["dad"][-1] == f"seed 0: missing — run {command}; seed 1: missing — run {command}"
+    assert rows["dad"][-1] == f"seeds 0, 1: missing — run {command}"
     assert rows["Published (paper only)"] == ["paper only", "9.000", "paper only", "—"] + ["—"] * 7 + [
         "50", "—", "paper only: not implemented in this suite"]
 

@@ -44,25 +44,30 @@ def run_command(table: str, seeds: list[int], profile: str, overrides: tuple = (
 
 def status_text(rr: RowRuns, table: str, seeds: list[int], overrides: tuple = ()) -> str:
     """'done', or every seed that is not, with why: failed (the error), running, missing (the command); in
-    a table that reports efficiency, also a finished seed whose efficiency was not measured."""
+    a table that reports efficiency, also a finished seed whose efficiency was not measured. Seeds with the
+    same problem share one entry ('seeds 1, 2: missing — run ...')."""
     command = run_command(table, seeds, rr.profile, overrides)
-    problems = []
+    seeds_of: dict[str, list[int]] = {}
     for run in rr.runs:
-        who = f"seed {run.seed}: " if len(rr.runs) > 1 else ""
-        if run.usable and rr.spec.efficiency and not run.efficiency:
-            problems.append(f"{who}efficiency not measured — run `{command}`")
-        if run.usable:
-            continue
-        if run.status == "failed":
-            problems.append(f"{who}failed: {clean(run.error) or 'no error recorded'}")
-        elif run.status in ("running", "queued"):
-            problems.append(f"{who}{run.status}")
-        elif run.status == "interrupted":
-            problems.append(f"{who}interrupted — `{command}` resumes it")
-        else:
-            lacking = "" if run.status == "missing" else f" ({rr.spec.dataset}/{rr.spec.split} not evaluated)"
-            problems.append(f"{who}missing{lacking} — run `{command}`")
-    return "; ".join(problems) if problems else "done"
+        for problem in _seed_problems(run, rr.spec, command):
+            seeds_of.setdefault(problem, []).append(run.seed)
+    if len(rr.runs) == 1:
+        return "; ".join(seeds_of) or "done"
+    return "; ".join(f"seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))}: {problem}"
+                     for problem, ss in seeds_of.items()) or "done"
+
+
+def _seed_problems(run, spec, command: str) -> list[str]:
+    if run.usable:
+        return [f"efficiency not measured — run `{command}`"] if spec.efficiency and not run.efficiency else []
+    if run.status == "failed":
+        return [f"failed: {clean(run.error) or 'no error recorded'}"]
+    if run.status in ("running", "queued"):
+        return [run.status]
+    if run.status == "interrupted":
+        return [f"interrupted — `{command}` resumes it"]
+    lacking = "" if run.status == "missing" else f" ({spec.dataset}/{spec.split} not evaluated)"
+    return [f"missing{lacking} — run `{command}`"]
 
 
 def convergence_text(changes: list[float | None]) -> str:
