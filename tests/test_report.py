@@ -125,6 +125,7 @@ def test_every_cell_of_a_table_report(known, registry, tmp_path):
                             "1.50", "0.250", "110.0", "300.0", "1.0", "20.0", "110", "—", "yes (-0.5%)", "done"]
     assert rows["+QA"][:4] == ["1.520 [1.434, 1.606]", "1.800", "0.9020 [0.8934, 0.9106]", "0.9100"]
     assert rows["+QA"][4:11] == ["—"] * 6 + ["100"]          # no efficiency measured; wall time from meta
+    assert "FPS and peak memory measured on the device above with nothing else running" in md
     command = "`python -m experiments.run mini --profile smoke --seeds 2`"
     assert rows["+QA"][-1] == f"seeds 0, 1: efficiency not measured — run {command}"     # one entry for both
     euler = data["euler"][0]["nme"].mean()                 # one seed: ± 4.303 * 0.02828 from the pooled noise

@@ -70,7 +70,9 @@ def results_tables(ctx: TableContext) -> list[str]:
              "validation points (robust to a noisy last epoch); in brackets its "
              "mean relative change over seeds (unknown: no validation curve stored)."]
     if spec.efficiency:
-        notes.append("Efficiency: ours measured on the device above (mean over seeds); FPS paper: one V100.")
+        notes.append("Efficiency (mean over seeds): parameters, FLOPs, FPS and peak memory measured on the device "
+                     "above with nothing else running; train wall is each run's training as it ran, beside the "
+                     "other runs (one per core or device), so it follows the machine's load. FPS paper: one V100.")
     return lines + notes + [""]
 
 
