@@ -306,31 +306,54 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
 
             return schedule(jobs, submit, cap, bar, poll_s)
         if executor == "slurm":
-            cluster = cluster or {}
-            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            params = {"timeout_min": cluster.get("timeout_min", 60), "cpus_per_task": cluster.get("cpus_per_task", 1),
-                      "mem_gb": cluster.get("mem_gb", 4), "slurm_array_parallelism": cluster.get("array_parallelism", 16)}
-            for key in ("partition", "account", "qos", "constraint"):
-                if cluster.get(key):
-                    params[f"slurm_{key}"] = cluster[key]
-            if cluster.get("gpus_per_node"):
-                params["gpus_per_node"] = cluster["gpus_per_node"]
-            if cluster.get("setup"):
-                params["slurm_setup"] = list(cluster["setup"])
-            if cluster.get("additional_parameters"):
-                params["slurm_additional_parameters"] = dict(cluster["additional_parameters"])
-            ex.update_parameters(**params)
-            runs_per_job = cluster.get("runs_per_job", 1)
-            items = packing.batches(jobs, runs_per_job, params["cpus_per_task"]) if runs_per_job > 1 else jobs
-            with ex.batch():
-                handles = [ex.submit(item) for item in items]
-            for item, handle in zip(items, handles):
-                for job in (j for j in getattr(item, "jobs", [item]) if not j.runs_alone):   # not a measurement
-                    store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
-                                      log=str(Path(str(folder).replace("%j", handle.job_id))))
-            if runs_per_job > 1:
-                bar.total = len(items)
-            return _wait(items, handles, bar, poll_s)
+            return _dispatch_slurm(jobs, folder, cluster or {}, bar, poll_s)
         raise ValueError(f"executor {executor!r}: use one of {EXECUTORS}")
     finally:
         bar.close()
+
+
+def _slurm_parameters(cluster: dict) -> dict:
+    """submitit's parameters for a cluster file (``registry.cluster`` checked its keys)."""
+    params = {"timeout_min": cluster.get("timeout_min", 60), "cpus_per_task": cluster.get("cpus_per_task", 1),
+              "mem_gb": cluster.get("mem_gb", 4), "slurm_array_parallelism": cluster.get("array_parallelism", 16)}
+    for key in ("partition", "account", "qos", "constraint"):
+        if cluster.get(key):
+            params[f"slurm_{key}"] = cluster[key]
+    if cluster.get("gpus_per_node"):
+        params["gpus_per_node"] = cluster["gpus_per_node"]
+    if cluster.get("setup"):
+        params["slurm_setup"] = list(cluster["setup"])
+    if cluster.get("additional_parameters"):
+        params["slurm_additional_parameters"] = dict(cluster["additional_parameters"])
+    return params
+
+
+def _dispatch_slurm(jobs: list, folder: Path, cluster: dict, bar: tqdm, poll_s: float) -> list[str]:
+    """The training jobs as one array (``runs_per_job`` runs per array task); then the efficiency
+    measurements as a second array that waits for the first and runs one task at a time on a node of its
+    own (``--exclusive``), so that no job skews their timing."""
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params = _slurm_parameters(cluster)
+    ex.update_parameters(**params)
+    training = [job for job in jobs if not job.runs_alone]
+    measuring = [job for job in jobs if job.runs_alone]
+    runs_per_job = cluster.get("runs_per_job", 1)
+    items = packing.batches(training, runs_per_job, params["cpus_per_task"]) if runs_per_job > 1 else training
+    handles = _submit_array(ex, items)
+    for item, handle in zip(items, handles):
+        for job in getattr(item, "jobs", [item]):
+            store.update_meta(job.result_dir, slurm_job_id=handle.job_id, status="queued",
+                              log=str(Path(str(folder).replace("%j", handle.job_id))))
+    if measuring:
+        after = {"slurm_dependency": f"afterany:{handles[0].job_id.split('_')[0]}"} if handles else {}
+        ex.update_parameters(slurm_exclusive=True, slurm_array_parallelism=1, **after)
+        items, handles = items + measuring, handles + _submit_array(ex, measuring)
+    bar.total = len(items)
+    return _wait(items, handles, bar, poll_s)
+
+
+def _submit_array(ex: submitit.AutoExecutor, items: list) -> list:
+    if not items:
+        return []
+    with ex.batch():
+        return [ex.submit(item) for item in items]

@@ -129,10 +129,9 @@ class RunBatch:
 
 
 def batches(jobs: list, runs_per_job: int, cpus: int) -> list[RunBatch]:
-    """Consecutive groups of ``runs_per_job`` runs (a job that ``runs_alone``, measuring efficiency, stays alone)."""
-    alone = [RunBatch([job], cpus) for job in jobs if job.runs_alone]
-    shared = [job for job in jobs if not job.runs_alone]
-    return alone + [RunBatch(shared[i:i + runs_per_job], cpus) for i in range(0, len(shared), runs_per_job)]
+    """Consecutive groups of ``runs_per_job`` training runs (efficiency measurements are never batched:
+    ``launch`` submits them apart, alone)."""
+    return [RunBatch(jobs[i:i + runs_per_job], cpus) for i in range(0, len(jobs), runs_per_job)]
 
 
 def cores() -> int:

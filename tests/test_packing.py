@@ -39,11 +39,11 @@ def test_explicit_count_spreads_slots_over_gpus_and_respects_max_parallel():
         packing.plan_slots(two, cores=16, requested=0, job_peak_gb=_never)
 
 
-def test_runs_per_job_groups_runs_and_keeps_efficiency_runs_alone():
-    jobs = [SimpleNamespace(run_id=n, runs_alone=n == "eff") for n in ("a", "b", "c", "eff", "d")]
+def test_runs_per_job_groups_runs():
+    jobs = [SimpleNamespace(run_id=n) for n in ("a", "b", "c", "d", "e")]
     groups = packing.batches(jobs, runs_per_job=2, cpus=8)
-    assert [[j.run_id for j in g.jobs] for g in groups] == [["eff"], ["a", "b"], ["c", "d"]]
-    assert groups[1].run_id == "a+b" and groups[1].cpus == 8
+    assert [[j.run_id for j in g.jobs] for g in groups] == [["a", "b"], ["c", "d"], ["e"]]
+    assert groups[0].run_id == "a+b" and groups[0].cpus == 8
 
 
 def test_cluster_file_validates_runs_per_job(tmp_path):

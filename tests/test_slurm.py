@@ -1,4 +1,5 @@
-"""The suite on a real SLURM cluster (scripts/slurm-local): a job array, and requeue + resume."""
+"""The suite on a real SLURM cluster (scripts/slurm-local): job arrays (training, then the efficiency
+measurements alone), and requeue + resume."""
 import os
 import shutil
 import subprocess
@@ -56,7 +57,7 @@ def test_a_table_runs_as_one_job_array_and_is_reported(tmp_path):
     shutil.copytree(REGISTRY_DIR, registry)
     tables = yaml.safe_load((registry / "tables.yaml").read_text())
     tables["mini"] = {"title": "mini", "kind": "table", "dataset": "dad3dheads", "split": "val",
-                      "metrics": ["nme", "z5", "chamfer", "pose_error"],
+                      "metrics": ["nme", "z5", "chamfer", "pose_error"], "efficiency": True,
                       "sections": [{"name": "", "rows": [{"label": "baseline", "variant": "baseline", "paper": {}},
                                                          {"label": "+QA", "variant": "qa", "paper": {}}]}]}
     (registry / "tables.yaml").write_text(yaml.safe_dump(tables))
@@ -69,7 +70,10 @@ def test_a_table_runs_as_one_job_array_and_is_reported(tmp_path):
     assert all(m["status"] == "done" for m in metas)
     array_ids = {m["slurm_job_id"].split("_")[0] for m in metas}
     assert len(array_ids) == 1 and all("_" in m["slurm_job_id"] for m in metas)     # one sbatch --array
-    assert "| baseline |" in (dirs["reports"] / "smoke" / "mini.md").read_text()
+    paths = [store.run_dir(dirs["results"], "smoke", reg.resolve(v, "smoke").run_id) for v in ("baseline", "qa")]
+    assert all(store.read_efficiency(path)["params"] > 0 for path in paths)   # a second array, after the first
+    report = (dirs["reports"] / "smoke" / "mini.md").read_text()
+    assert "| baseline |" in report and "efficiency not measured" not in report
 
 
 def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(tmp_path):
