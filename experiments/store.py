@@ -2,7 +2,7 @@
 
 Files: ``config.yaml`` (resolved), ``meta.json`` (variants, seed, status, error, provenance),
 ``curve.csv`` (validation curve), ``efficiency.json`` (parameters, FLOPs, speed and memory, measured
-alone on the machine; older runs kept them in their first evaluation), and per evaluation
+alone on the machine), and per evaluation
 ``eval-<dataset>-<split>.json`` (aggregate), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8), ``predictions-...json`` (68
 landmarks and rotation, for the gallery) and ``images-...json`` (each item's image and evaluation crop,
 for Figure 7 and the gallery). Checkpoints live in ``work/``, outside the store.
@@ -154,23 +154,18 @@ def _efficiency_file(path: Path) -> dict:
 
 
 def read_efficiency(path: Path) -> dict | None:
-    """The run's measured efficiency: ``efficiency.json``, else (runs measured before it existed) the
-    first evaluation that holds it; None when none was measured or its file is corrupt."""
+    """The run's ``efficiency.json``; None when it was not measured or the file is corrupt. (Runs evaluated
+    before it existed kept figures in their first evaluation, timed within the evaluation job, some with
+    other jobs on the machine: the same model's FPS differed 40-fold between seeds. Those are ignored, so
+    the next run of their table measures them again, alone.)"""
     path = Path(path)
-    if (path / EFFICIENCY_FILE).is_file():
-        try:
-            return _efficiency_file(path)
-        except CorruptResultError as err:
-            warnings.warn(f"{err}; ignored", CorruptResultWarning)
-            return None
-    for file in sorted(path.glob("eval-*.json")):
-        try:
-            figures = load_evaluation(file).get("efficiency") or {}
-        except CorruptResultError:
-            continue
-        if figures.get("params") is not None:
-            return figures
-    return None
+    if not (path / EFFICIENCY_FILE).is_file():
+        return None
+    try:
+        return _efficiency_file(path)
+    except CorruptResultError as err:
+        warnings.warn(f"{err}; ignored", CorruptResultWarning)
+        return None
 
 
 def _is_number(value: object) -> bool:
@@ -178,8 +173,8 @@ def _is_number(value: object) -> bool:
 
 
 def load_evaluation(file: Path) -> dict:
-    """An ``eval-*.json`` checked for shape: dataset and split names, numeric aggregate (and efficiency,
-    which runs measured before ``efficiency.json`` existed kept there)."""
+    """An ``eval-*.json`` checked for shape: dataset and split names, numeric aggregate (and the efficiency
+    older evaluations kept, no longer read: :func:`read_efficiency`)."""
     try:
         data = json.loads(Path(file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

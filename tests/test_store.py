@@ -85,9 +85,10 @@ def test_a_run_that_must_report_efficiency_is_unfinished_without_it(tmp_path):
     assert store.training_problems(out, evaluations) == []          # a corrupt measurement retrains nothing
 
 
-def test_efficiency_kept_in_an_evaluation_by_older_runs_counts(tmp_path):
+def test_efficiency_timed_inside_an_older_evaluation_is_measured_again(tmp_path):
     out = _write(tmp_path / "cpu", "old", {"nme": 1.5})
     data = json.loads((out / "eval-dad3dheads-val.json").read_text())
-    (out / "eval-dad3dheads-val.json").write_text(json.dumps({**data, "efficiency": {"params": 7, "flops": 3}}))
-    assert store.read_efficiency(out) == {"params": 7, "flops": 3}
-    assert store.run_problems(out, (("dad3dheads", "val"),), measure_efficiency=True) == []
+    (out / "eval-dad3dheads-val.json").write_text(json.dumps({**data, "efficiency": {"params": 7, "fps_b1": 1.9}}))
+    assert store.read_efficiency(out) is None
+    assert store.run_problems(out, (("dad3dheads", "val"),), measure_efficiency=True) == [store.NO_EFFICIENCY]
+    assert store.collect(tmp_path, "cpu").loc[0, ["params", "fps_b1"]].isna().all()
