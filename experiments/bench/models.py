@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                        "GFLOPs": count_flops(model, torch.randn(1, 3, args.size, args.size, device=device)) / 1e9}
                 for b in args.batch:
                     images = torch.randn(b, 3, args.size, args.size, device=device)
-                    row[f"img/s b{b}"] = throughput(model, images, repeats=3)
+                    row[f"img/s b{b}"] = throughput(model, images, min_run_time=0.5)
                     row[f"peak MB b{b}"] = peak_memory_mb(model, images)
                 rows[name] = row
     print(f"{args.size} px, {args.backbone}, {device}:")
