@@ -238,13 +238,17 @@ def training_problems(path: Path, evaluations) -> list[str]:
     or unusable evaluation, a corrupt curve."""
     path = Path(path)
     meta = read_meta(path)
+
+    def corrupt(evaluations) -> list[str]:          # a corrupt measurement is redone without retraining
+        return [p for p in corrupt_files(path, evaluations) if EFFICIENCY_FILE not in p]
+
     if meta is None:
-        return corrupt_files(path, ()) or ["not run yet"]
+        return corrupt(()) or ["not run yet"]
     if meta.get("status") != "done":
         return [f"status {meta.get('status', 'missing')}"]
     missing = [p for d, s in evaluations
                if not (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
-    return missing + [p for p in corrupt_files(path, evaluations) if EFFICIENCY_FILE not in p]
+    return missing + corrupt(evaluations)
 
 
 def run_problems(path: Path, evaluations, measure_efficiency: bool = False) -> list[str]:

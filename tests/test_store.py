@@ -83,6 +83,10 @@ def test_a_run_that_must_report_efficiency_is_unfinished_without_it(tmp_path):
         problems = store.run_problems(out, evaluations, measure_efficiency=True)
     assert problems == [f"{out / store.EFFICIENCY_FILE} is corrupt"]
     assert store.training_problems(out, evaluations) == []          # a corrupt measurement retrains nothing
+    alone = tmp_path / "cpu" / "measured-before-training"
+    alone.mkdir()
+    (alone / store.EFFICIENCY_FILE).write_text("{")
+    assert store.training_problems(alone, evaluations) == ["not run yet"]
 
 
 def test_efficiency_timed_inside_an_older_evaluation_is_measured_again(tmp_path):
