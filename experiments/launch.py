@@ -27,11 +27,8 @@ EXECUTORS = ("debug", "local", "slurm")
 
 
 class _RunFolders:
-    """Where a job's run lives: its result folder in the store and its work folder (checkpoint, lock)."""
-    run_id: str
-    profile: str
-    results_root: str
-    work_root: str
+    """Where a job's run lives: its result folder in the store and its work folder (checkpoint, lock), from
+    the job's ``run_id``, ``profile``, ``results_root`` and ``work_root``."""
 
     @property
     def result_dir(self) -> Path:

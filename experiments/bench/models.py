@@ -6,13 +6,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
 
 from trans3dhead.config import ModelConfig
-from trans3dhead.engine.efficiency import count_flops, count_parameters, peak_memory_mb, throughput
+from trans3dhead.engine.efficiency import fresh_model, measure
 from trans3dhead.engine.runtime import select_device
 from trans3dhead.data.synth.head_model import write_assets
-from trans3dhead.models import build_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,16 +32,13 @@ def main(argv: list[str] | None = None) -> int:
             "DAD-3DNet": ModelConfig(arch="dad3dnet", **common),
         }
         rows = {}
-        with torch.no_grad():
-            for name, cfg in models.items():
-                model = build_model(cfg, flame, torch.full((68, 2), 0.5)).to(device).eval()
-                row = {"params_M": count_parameters(model) / 1e6,
-                       "GFLOPs": count_flops(model, torch.randn(1, 3, args.size, args.size, device=device)) / 1e9}
-                for b in args.batch:
-                    images = torch.randn(b, 3, args.size, args.size, device=device)
-                    row[f"img/s b{b}"] = throughput(model, images, min_run_time=0.5)
-                    row[f"peak MB b{b}"] = peak_memory_mb(model, images)
-                rows[name] = row
+        for name, cfg in models.items():
+            figures = measure(fresh_model(cfg, flame).to(device), args.size, device, tuple(args.batch))
+            row = {"params_M": figures["params"] / 1e6, "GFLOPs": figures["flops"] / 1e9}
+            for b in args.batch:
+                row[f"img/s b{b}"] = figures[f"fps_b{b}"]
+                row[f"peak MB b{b}"] = figures[f"peak_mem_b{b}_mb"]
+            rows[name] = row
     print(f"{args.size} px, {args.backbone}, {device}:")
     keys = list(next(iter(rows.values())))
     print(f"  {'':12s}" + "".join(f"{k:>14s}" for k in keys))

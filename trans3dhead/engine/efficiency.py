@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from trans3dhead.config import RunConfig
+from trans3dhead.config import ModelConfig, RunConfig
 from trans3dhead.engine.runtime import select_device
 
 
@@ -79,16 +79,22 @@ def measure(model: nn.Module, image_size: int, device: torch.device, batch_sizes
     return out
 
 
-def measure_config(cfg: RunConfig, device: str = "auto") -> tuple[dict, str]:
-    """(:func:`measure` of ``cfg``'s model, the device it ran on). The model is built afresh: its
-    parameters, FLOPs, speed and memory depend on its architecture and input size, not on its trained
-    weights, so a finished run is measured without its checkpoint, on any machine, alone."""
-    from trans3dhead.data import flame_model_of            # the model code: not needed by the counters above
-    from trans3dhead.models import build_model
+def fresh_model(cfg: ModelConfig, flame_dir) -> nn.Module:
+    """``cfg``'s model as built, untrained: its parameters, FLOPs, speed and memory are those of the trained
+    one, which depend on the architecture and input size, not on the weights."""
+    from trans3dhead.models import build_model         # the model code: not needed by the counters above
     from trans3dhead.models.marr import N_LANDMARKS
 
-    dev = select_device(device)
     centre = torch.full((N_LANDMARKS, 2), 0.5)       # any mean face in crop units costs the same
+    return build_model(cfg, flame_dir, centre)
+
+
+def measure_config(cfg: RunConfig, device: str = "auto") -> tuple[dict, str]:
+    """(:func:`measure` of ``cfg``'s :func:`fresh_model`, the device it ran on): a finished run is measured
+    without its checkpoint, on any machine, alone."""
+    from trans3dhead.data import flame_model_of
+
+    dev = select_device(device)
     with flame_model_of(cfg.data) as flame_dir:
-        model = build_model(cfg.model, flame_dir, centre)
+        model = fresh_model(cfg.model, flame_dir)
     return measure(model.to(dev), cfg.data.image_size, dev), str(dev)
