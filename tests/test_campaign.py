@@ -1,4 +1,4 @@
-"""scripts/campaign: the order run.sh trains in, and what commit.sh commits.
+"""scripts/campaign: the order run.sh trains in, what commit.sh commits, and when run.sh commits.
 
 Both scripts are run for real against a throwaway git repository, with a stand-in `python` first on PATH
 that records each `python -m experiments...` call (and writes a report where `report` would) and hands
@@ -21,6 +21,10 @@ STAND_IN = f"""#!/bin/sh
 if [ "$1" = -c ]; then exec {sys.executable} "$@"; fi
 echo "$*" >> "$CALLS"
 if [ "$3" = report ]; then mkdir -p reports/"$5" && echo "report of $5" > reports/"$5"/README.md; fi
+if [ "$3" = all ] && [ -n "${{FINISH_MID_STEP:-}}" ] && [ ! -d results/p/mid ]; then
+    mkdir -p results/p/mid && echo '{{"status": "done"}}' > results/p/mid/meta.json && sleep 5
+fi
+if [ "$3" = table3 ]; then exit "${{TABLE3_EXIT:-0}}"; fi
 """
 
 
@@ -102,3 +106,20 @@ def test_run_sh_with_commit_commits_after_each_training_step(repo: Path, tmp_pat
     assert out.count("committed 1 run(s)") == 1
     assert out.count("nothing new in results/p") == 2        # the second and third training steps
     assert "results/p/run1/meta.json" in _git(repo, "ls-files")
+
+
+def test_run_sh_with_commit_commits_a_run_that_lands_mid_step(repo: Path, tmp_path: Path) -> None:
+    """A step of ten long runs lasts hours: a run that finishes in it is committed while the step goes on."""
+    out, _ = _script(repo, tmp_path, "run.sh", "p", "1", COMMIT="1", COMMIT_EVERY="1", FINISH_MID_STEP="1")
+    lines = out.splitlines()
+    step_start = next(i for i, line in enumerate(lines) if "run all --seeds 1 --only" in line)
+    step_end = next(i for i in range(step_start, len(lines)) if " exit " in lines[i])
+    committed = lines.index("committed 1 run(s) of results/p")
+    assert committed < step_end
+    assert "results/p/mid/meta.json" in _git(repo, "ls-files")
+
+
+def test_run_sh_logs_each_step_exit_status(repo: Path, tmp_path: Path) -> None:
+    out, _ = _script(repo, tmp_path, "run.sh", "p", "1", TABLE3_EXIT="3")
+    exits = [line.rsplit(" ", 1)[1] for line in out.splitlines() if line.startswith("== ") and " exit " in line]
+    assert exits[0] == "3" and set(exits[1:]) == {"0"}

@@ -12,19 +12,37 @@
 #   nohup scripts/campaign/run.sh cpu-long,converged 3 > campaign.log 2>&1 &
 #   scripts/campaign/commit.sh converged        # whenever you like: commits the runs that finished
 #
-# With COMMIT=1 it runs commit.sh itself after each step that finished a run, so that a finished run is
-# committed as it lands even when nobody is there (it commits in this checkout: keep your own edits elsewhere).
+# With COMMIT=1 it runs commit.sh itself after each step that finished a run, and every COMMIT_EVERY seconds
+# (default 900) while a step trains, so that a finished run is committed within minutes of landing even when
+# nobody is there and the session ends mid-step (a step of ten 20-minute runs lasts well over an hour). It
+# commits in this checkout: keep your own edits elsewhere, and take the same lock to pull into it,
+#   flock "$(git rev-parse --git-dir)/campaign-commit.lock" git pull --ff-only ...
 set -u
 profiles=${1:?usage: scripts/campaign/run.sh PROFILE[,PROFILE...] [SEEDS]}
 seeds=${2:-3}
 cd "$(dirname "$0")/../.."
+commit_lock="$(git rev-parse --git-dir)/campaign-commit.lock"
+
+commit() {  # under a lock, so that the periodic commits and a step's own never run git at once
+    flock "$commit_lock" scripts/campaign/commit.sh "$1" --if-new
+}
+
+if [ "${COMMIT:-0}" = 1 ]; then
+    # sleep's output goes nowhere, so that a caller reading this script's output is not kept waiting on it
+    (while sleep "${COMMIT_EVERY:-900}" > /dev/null 2>&1; do
+        for profile in ${profiles//,/ }; do commit "$profile"; done
+    done) &
+    committer=$!
+    trap 'kill "$committer" 2> /dev/null' EXIT
+fi
 
 step() {
     for profile in ${profiles//,/ }; do
         echo "== $(date -u +%FT%TZ) run $* --profile $profile"
         nice -n 10 python -m experiments.run "$@" --profile "$profile"
-        echo "== $(date -u +%FT%TZ) exit $?"
-        if [ "${COMMIT:-0}" = 1 ] && [ "$1" != report ]; then scripts/campaign/commit.sh "$profile" --if-new; fi
+        status=$?     # taken at once: inside the echo below, $(date) would have replaced it with its own
+        echo "== $(date -u +%FT%TZ) exit $status"
+        if [ "${COMMIT:-0}" = 1 ] && [ "$1" != report ]; then commit "$profile"; fi
     done
 }
 
