@@ -6,9 +6,12 @@ SLURM job is requeued and resumes from the last epoch's checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -299,7 +302,8 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
                 ex = submitit.LocalExecutor(folder=folder)
                 ex.update_parameters(timeout_min=24 * 60,
                                      **({"gpus_per_node": 1, "visible_gpus": (plan.gpu_of(slot),)} if n_gpus else {}))
-                return ex.submit(job)
+                with _cancellable_by_sigint():
+                    return ex.submit(job)
 
             return schedule(jobs, submit, cap, bar, poll_s)
         if executor == "slurm":
@@ -307,6 +311,24 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
         raise ValueError(f"executor {executor!r}: use one of {EXECUTORS}")
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def _cancellable_by_sigint():
+    """Lets a local job started inside it be cancelled. submitit cancels a local job with SIGINT, and a
+    submitter that a script started in the background (``nohup ... &``, the campaign) ignores SIGINT, as
+    shells do to background commands; its job processes would inherit that, so Ctrl-C or a kill of the
+    submitter would leave them training beside the next command's jobs. An ignored signal is inherited
+    across exec, a handled one is not: handled for the instant of the submit, it reaches the job."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():     # signal() needs main
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _slurm_parameters(cluster: dict) -> dict:

@@ -1,7 +1,13 @@
 """The local executor's scheduler: rolling slots, efficiency runs alone, failures and Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -9,6 +15,8 @@ import pytest
 from tqdm import tqdm
 
 from experiments import launch, store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeHandle:
@@ -83,6 +91,35 @@ def test_interrupt_cancels_running_jobs(tmp_path):
     with pytest.raises(KeyboardInterrupt), tqdm(total=3, disable=True) as bar:
         launch.schedule([_job(tmp_path, n) for n in "abc"], submit, 3, bar, poll_s=0)
     assert handles[0].cancelled
+
+
+BACKGROUND_SUBMITTER = """
+import signal, sys, time
+import submitit
+from experiments import launch
+signal.signal(signal.SIGINT, signal.SIG_IGN)         # what a script's `cmd &` does to cmd
+ex = submitit.LocalExecutor(folder=sys.argv[1])
+with launch._cancellable_by_sigint():
+    job = ex.submit(time.sleep, 600)
+time.sleep(3)                                        # the job's interpreter is up
+job.cancel()
+deadline = time.time() + 30
+while not job.done() and time.time() < deadline:
+    time.sleep(0.2)
+print("stopped" if job.done() else "still running")
+"""
+
+
+def test_cancel_stops_a_local_job_of_a_submitter_started_in_the_background(tmp_path):
+    """A campaign starts the submitter with `nohup ... &`: its Ctrl-C / kill must still stop its jobs."""
+    submitter = subprocess.Popen([sys.executable, "-c", BACKGROUND_SUBMITTER, str(tmp_path / "%j")], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = submitter.communicate(timeout=120)
+    finally:        # a job that outlived the cancel is still in the submitter's process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(submitter.pid, signal.SIGKILL)
+    assert out.strip() == "stopped", out + err
 
 
 def test_local_slots(monkeypatch):
