@@ -6,7 +6,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-
 from trans3dhead.config import ModelConfig
 from trans3dhead.engine.efficiency import fresh_model, measure
 from trans3dhead.engine.runtime import select_device
