@@ -37,3 +37,39 @@ def test_defaults_are_the_papers_trans3dhead():
     m = ModelConfig()
     assert (m.n_params, m.d_model, m.encoder_layers, m.decoder_layers) == (413, 256, 0, 2)
     assert (m.qamem, m.mqinit, m.mean_face) == ("landmark", "landmark", "fixed")
+
+
+def _with_extra_model_switch(cfg: RunConfig, extra):
+    """``cfg`` under a RunConfig whose ModelConfig has one more field, declared as ``extra``: what adding an
+    ablation switch to ``trans3dhead/config.py`` does to an existing run."""
+    import dataclasses
+
+    extended_model = dataclasses.make_dataclass("ModelConfig", [("new_switch", str, extra)],
+                                                bases=(ModelConfig,), frozen=True)
+    extended_run = dataclasses.make_dataclass(
+        "RunConfig", [("model", extended_model, dataclasses.field(default_factory=extended_model))],
+        bases=(RunConfig,), frozen=True)
+    model = extended_model(**{f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(ModelConfig)})
+    return extended_run(model=model, loss=cfg.loss, data=cfg.data, train=cfg.train)
+
+
+def test_adding_a_defaulted_introduced_switch_keeps_every_run_id():
+    """docs/architecture.md's "Adding an ablation switch": ``switch(default, introduced=True)`` keeps every run
+    id of every table under every profile; a plain ``switch(default)`` would retire them all."""
+    from experiments.registry import load_registry, run_id_of
+    from trans3dhead.config import switch
+
+    registry = load_registry()
+    runs = [run for profile in registry.profiles for run in registry.plan("all", profile, seeds=1)]
+    assert len(runs) > 50
+    for run in runs:
+        kept = _with_extra_model_switch(run.config, switch("identity", introduced=True))
+        assert "new_switch" in type(kept).ablation_switches()["model"]
+        assert run_id_of(kept) == run.run_id, run.variant
+    retired = [run for run in runs if run_id_of(_with_extra_model_switch(run.config, switch("identity"))) != run.run_id]
+    assert len(retired) == len(runs)
+    # away from its default, the introduced switch is part of the identity: a variant that sets it is a new run
+    changed = _with_extra_model_switch(runs[0].config, switch("identity", introduced=True))
+    import dataclasses
+    changed = dataclasses.replace(changed, model=dataclasses.replace(changed.model, new_switch="other"))
+    assert run_id_of(changed) != runs[0].run_id

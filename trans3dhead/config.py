@@ -30,15 +30,19 @@ def introduced(default: Any) -> Any:
     return field(default=default, metadata={"introduced": True})
 
 
-def switch(default: Any, *, default_factory: Any = dataclasses.MISSING) -> Any:
+def switch(default: Any, *, default_factory: Any = dataclasses.MISSING, introduced: bool = False) -> Any:
     """A field that is an ablation switch: what a variant may change and a profile may not.
 
     Declared here, once, beside the field; ``ablation_switches()`` reads the list from these marks
-    (the registry refuses a profile or a ``--set`` that touches one).
+    (the registry refuses a profile or a ``--set`` that touches one). ``introduced=True`` for a switch added
+    after results were committed whose default is the behaviour from before it existed: at that default it is
+    left out of the run id, as :func:`introduced` does, so adding it retires no committed run
+    (docs/architecture.md, "Adding an ablation switch").
     """
+    metadata = {"switch": True, "introduced": introduced}
     if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata={"switch": True})
-    return field(default=default, metadata={"switch": True})
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,7 @@ class RunConfig:
         identity = self.to_dict()
         for section in fields(self):
             for f in fields(getattr(self, section.name)):
-                if f.metadata.get("introduced") and identity[section.name][f.name] == f.default:
+                if f.metadata.get("introduced") and identity[section.name][f.name] == _default_of(f):
                     del identity[section.name][f.name]
         return identity
 
@@ -263,6 +267,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "RunConfig":
         return _build(cls, raw, "").validate()
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -285,7 +293,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
         if key not in known:
             raise ConfigError(f"unknown key '{prefix}{key}'{did_you_mean(key, known, prefix)} (valid: {sorted(known)})")
         f = known[key]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = _default_of(f)
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{prefix}{key}.")
         else:
