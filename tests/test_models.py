@@ -89,7 +89,16 @@ def test_pretrained_weights_offline_give_a_clear_error(monkeypatch, flame_dir):
         build_model(cfg, flame_dir, torch.rand(68, 2))
 
 
-def test_the_configs_backbones_are_the_ones_the_model_can_build():
+def test_one_backbone_list_and_each_stages_channels_match_the_resnet():
+    """config.BACKBONES is the only list; the stage widths are read off each torchvision ResNet, not a table."""
+    import torch
+
     from trans3dhead.config import BACKBONES
-    from trans3dhead.models.backbone import _STAGE_CHANNELS
-    assert set(BACKBONES) == set(_STAGE_CHANNELS)
+    from trans3dhead.models.backbone import resnet_stages
+
+    for name in BACKBONES:
+        stages, channels = resnet_stages(name, pretrained=False)
+        x = torch.zeros(1, 3, 64, 64)
+        for stage, width in zip(stages, channels):
+            x = stage(x)
+            assert x.shape[1] == width, name

@@ -15,7 +15,7 @@ PLACEMENTS = ("none", "landmark", "both")
 MEAN_FACE_MODES = ("fixed", "learnable_average", "learnable_random", "none")
 POSE_INITS = ("none", "mean_face")
 TRUNK_INITS = ("random", "synthheads-rotation")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")   # models/backbone.py knows each one's stages
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")   # the torchvision ResNets models/backbone.py builds
 ARCHS = ("trans3dhead", "dad3dnet")
 BENCHMARKS = ("synthheads", "dad3dheads")
 

@@ -5,13 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
-# Output channels of each ResNet stage (s1..s4, strides 4, 8, 16, 32).
-_STAGE_CHANNELS = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-    "resnet101": (256, 512, 1024, 2048),
-}
+from trans3dhead.config import BACKBONES
+
 _STAGES_FOR_STRIDE = {8: 2, 16: 3, 32: 4}
 
 
@@ -21,8 +16,8 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int, ...]]:
     """The four stages of a torchvision ResNet (stem folded into s1) and their channel counts."""
-    if name not in _STAGE_CHANNELS:
-        raise ValueError(f"model.backbone={name!r}: use one of {sorted(_STAGE_CHANNELS)}")
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone={name!r}: use one of {list(BACKBONES)}")
     weights = None
     if pretrained:
         weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -34,7 +29,9 @@ def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int
             f"{weights.url.rsplit('/', 1)[-1] if weights else ''} into $TORCH_HOME/hub/checkpoints "
             "(default ~/.cache/torch/hub/checkpoints), or set model.pretrained: false") from err
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-    return nn.ModuleList([stem, net.layer2, net.layer3, net.layer4]), _STAGE_CHANNELS[name]
+    # every ResNet doubles its channels from stage to stage, ending at the classifier's input
+    channels = tuple(net.fc.in_features >> (3 - stage) for stage in range(4))
+    return nn.ModuleList([stem, net.layer2, net.layer3, net.layer4]), channels
 
 
 def trunk_body(name: str, stride: int, pretrained: bool) -> tuple[nn.Sequential, int]:
