@@ -128,3 +128,23 @@ def test_predict_writes_landmarks_mesh_pose_and_picture(tiny_cfg, tmp_path):
     assert set(json.loads(Path(f"{stem}.pose.json").read_text())) >= {"pitch", "yaw", "roll", "rotation_matrix"}
     assert Path(f"{stem}.obj").read_text().startswith("v ") and Path(f"{stem}.png").stat().st_size > 1000
     assert main([str(tmp_path / "missing.pt"), str(image), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_run_writes_tensorboard_curves_that_tensorboards_reader_loads(tiny_cfg, tmp_path):
+    """Live curves (``tensorboard --logdir work/<profile>``): one point per epoch, across a resume too, equal to
+    the run's curve.csv; loss terms and lr beside them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trans3dhead.engine.board import BOARD_DIR
+
+    cfg = _cfg(tiny_cfg, device="cpu", epochs=2)
+    train(cfg, tmp_path / "run", stop_after_epochs=1, show_progress=False)
+    summary = train(cfg, tmp_path / "run", show_progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / BOARD_DIR))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/images_per_s", "val/nme", "loss_terms/landmark"} <= set(tags), tags
+    curve = load_checkpoint(summary["checkpoint"])["curve"]
+    points = events.Scalars("val/nme")
+    assert [p.step for p in points] == [row["step"] for row in curve]
+    assert np.allclose([p.value for p in points], [row["val_nme"] for row in curve], rtol=1e-6)

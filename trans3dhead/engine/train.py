@@ -21,6 +21,7 @@ from trans3dhead.atomic import atomic_write_text
 from trans3dhead.config import RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
 from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
+from trans3dhead.engine.board import EpochBoard
 from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
 from trans3dhead.engine.loading import loader_options, train_loader
 from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
@@ -117,6 +118,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
 
     loader = train_loader(train_set, tc.batch_size, loader_options(cfg.data.num_workers, device))
     log = StepLog(device, steps_per_epoch)
+    board = EpochBoard(workdir)
     model.train()
     started = time.time()
     images_seen = 0
@@ -170,6 +172,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                      "curve": curve, "best_val_nme": best, "wall_s": wall, "config": cfg.to_dict(),
                      "mean_face": mean_face, "device": str(device), "bf16": bf16, "trunk": trunk}, ckpt_path)
         _write_curve(curve, workdir / CURVE)
+        board.write(row, terms, images_seen / max(time.time() - started, 1e-9))
         if progress:
             progress(row)
         epochs_this_call += 1
@@ -177,6 +180,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs and epoch + 1 < tc.epochs:
             break
     bar.close()
+    board.close()
     elapsed = time.time() - started
     final = load_checkpoint(ckpt_path)
     # Device and precision are the training's (from the checkpoint), not this call's: a finished run
