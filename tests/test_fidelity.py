@@ -124,10 +124,82 @@ def test_lr_drops_exactly_at_the_first_step_of_epoch_240():
     assert TrainConfig(epochs=4, lr_drop_epoch=2).lr_drops() == (2,)
 
 
+def _supervised_estimates(variant: str, flame_dir) -> tuple[int, int]:
+    """(decoder layers, landmark estimates the loss supervises) of a registered variant under ``smoke``."""
+    from trans3dhead.losses.terms import landmark_loss
+    cfg = REGISTRY.resolve(variant, "smoke").config
+    model = build_model(cfg.model, flame_dir, torch.full((68, 2), 0.5))
+    torch.manual_seed(0)
+    out = model(torch.randn(2, 3, 64, 64))
+    batch = {"landmarks_2d": torch.rand(2, 68, 2), "presence": torch.ones(2, 68, dtype=torch.bool)}
+    weights = dataclasses.replace(cfg.loss, shape3d=0.0, reproj=0.0, euler=0.0)
+    terms = build_loss(weights, cfg.model, load_topology(flame_dir))(out, batch)
+    layers = out["landmarks_per_layer"]
+    supervised = [layer for layer in layers
+                  if float(landmark_loss(layer.detach(), batch["landmarks_2d"], batch["presence"])) > 0]
+    earlier = float(terms.get("landmark_layers", torch.tensor(0.0)).detach())
+    expected_earlier = weights.landmark * sum(
+        float(landmark_loss(layer.detach(), batch["landmarks_2d"], batch["presence"])) for layer in layers[:-1])
+    assert earlier == pytest.approx(expected_earlier if cfg.loss.supervise_every_layer else 0.0, rel=1e-5)
+    n = len(supervised) if cfg.loss.supervise_every_layer else 1
+    return cfg.model.decoder_layers, n
+
+
+def test_one_supervision_rule_for_every_variant_with_or_without_marr(flame_dir):
+    """Issue 25, item 3: with MARR (its running sums) or without it (each layer through the same head), every
+    variant of the same decoder depth supervises the same number of landmark estimates, so a MARR step measures
+    MARR, not an auxiliary loss. The other rule (last layer only) is a registered row of Table 3."""
+    rows = {}
+    for variant in ("baseline", "qa", "euler_qa", "marr_qa", "trans3dhead", "ed_0_3", "ed_0_1"):
+        if variant in REGISTRY.variants:
+            rows[variant] = _supervised_estimates(variant, flame_dir)
+    assert {"baseline", "qa", "trans3dhead"} <= set(rows)
+    assert all(n == depth for depth, n in rows.values()), rows
+    last_only = [v for v in REGISTRY.variants if not REGISTRY.resolve(v, "smoke").config.loss.supervise_every_layer]
+    assert last_only and _supervised_estimates(last_only[0], flame_dir)[1] == 1
+    table3 = [row.variant for row in REGISTRY.table("table3").rows]
+    assert set(last_only) & set(table3), "the last-layer rule needs its Table 3 row"
+
+
+def test_landmark_loss_is_the_official_reduction_over_every_coordinate():
+    """Issue 25, item 2: prediction and target times the presence mask, SmoothL1's mean over B x 68 x 2."""
+    from trans3dhead.losses.terms import landmark_loss
+    torch.manual_seed(1)
+    pred, target = torch.rand(4, 68, 2), torch.rand(4, 68, 2)
+    presence = torch.rand(4, 68) > 0.3
+    mask = presence.float()[..., None]
+    diff = (pred * mask - target * mask).abs()
+    official = torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).sum() / (4 * 68 * 2)
+    assert float(landmark_loss(pred, target, presence)) == pytest.approx(float(official), rel=1e-6)
+    per_point_sum = torch.where(diff < 1, 0.5 * diff ** 2, diff - 0.5).sum(-1)
+    old = (per_point_sum * presence).sum() / presence.sum()
+    assert float(old / official) > 2.0       # what the code weighed before: about 2.3x the stated weights
+
+
+def test_evaluation_crops_are_the_same_for_every_training_seed(synth_root):
+    """Issue 25, item 4: the official random extension, drawn once per image (by its id), never by a run's seed;
+    training jitter still follows (seed, epoch, index)."""
+    from trans3dhead.data import DAD3DHeadsDataset
+    flame = synth_root / "flame"
+    split = synth_root / "dad3dheads" / "val"
+    def where(ds, index):
+        crop = ds.crop(index, 96, 96)
+        return (*crop.origin.tolist(), crop.scale)
+
+    a, b = (DAD3DHeadsDataset(split, flame, 64, train=False, seed=seed) for seed in (0, 1))
+    assert [where(a, i) for i in range(len(a))] == [where(b, i) for i in range(len(b))]
+    train = synth_root / "dad3dheads" / "train"
+    c, d = (DAD3DHeadsDataset(train, flame, 64, train=True, seed=seed) for seed in (0, 1))
+    assert any(where(c, i) != where(d, i) for i in range(len(c)))
+    unjittered = [(*a.crop(i, 96, 96, jitter=False).origin.tolist(), a.crop(i, 96, 96, jitter=False).scale)
+                  for i in range(len(a))]
+    assert [where(a, i) for i in range(len(a))] != unjittered          # still the official random extension
+
+
 def test_marr_supervises_every_layers_running_landmarks(flame_dir):
     """Item 7: each MARR layer's running sum is a landmark estimate (Figures 7-8), so each is supervised."""
     cfg = REGISTRY.resolve("trans3dhead", "smoke").config
-    assert cfg.loss.marr_every_layer and cfg.model.decoder_layers == 2
+    assert cfg.loss.supervise_every_layer and cfg.model.decoder_layers == 2
     model = build_model(cfg.model, flame_dir, torch.full((68, 2), 0.5))
     out = model(torch.randn(2, 3, 64, 64))
     target = torch.rand(2, 68, 2)
@@ -137,7 +209,5 @@ def test_marr_supervises_every_layers_running_landmarks(flame_dir):
     from trans3dhead.losses.terms import landmark_loss
     expected = 300.0 * float(landmark_loss(out["landmarks_per_layer"][0].detach(), target, None))
     assert float(terms["landmark_layers"].detach()) == pytest.approx(expected)
-    last_only = build_loss(dataclasses.replace(weights, marr_every_layer=False), cfg.model, load_topology(flame_dir))
+    last_only = build_loss(dataclasses.replace(weights, supervise_every_layer=False), cfg.model, load_topology(flame_dir))
     assert "landmark_layers" not in last_only(out, batch)
-    last_only_variants = [v for v in REGISTRY.variants if not REGISTRY.resolve(v, "smoke").config.loss.marr_every_layer]
-    assert last_only_variants, "the last-layer-only MARR supervision needs a registered row to compare with"

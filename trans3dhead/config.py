@@ -119,16 +119,18 @@ class ModelConfig:
 class LossConfig:
     """Loss weights, eq. 8 (paper: 300, 50, 0.05, 0.05). DAD-3DNet adds heatmap (facts section 4).
 
-    Every field is an ablation switch. ``marr_every_layer``: the landmark loss also supervises each
-    earlier MARR layer's running landmarks (DETR's auxiliary decoding losses); the paper is silent,
-    its Figures 7-8 presume each layer's sum is a landmark estimate (docs/fidelity.md).
+    Every field is an ablation switch. ``supervise_every_layer``: the landmark loss also supervises each earlier
+    decoder layer's landmark estimate, for every variant alike (DETR's auxiliary decoding losses): with MARR the
+    layer's running sum F_a + sum of residuals (eq. 5), without MARR that layer's own prediction through the same
+    landmark head. The paper is silent; its Figures 7-8 presume each layer's sum is a landmark estimate
+    (docs/fidelity.md).
     """
     landmark: float = switch(300.0)
     shape3d: float = switch(50.0)
     reproj: float = switch(0.05)
     euler: float = switch(0.05)
     heatmap: float = switch(0.0)
-    marr_every_layer: bool = switch(True)
+    supervise_every_layer: bool = switch(True)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.transforms import Crop, crop_geometry, crop_image, jittered_crop
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.geometry import euler_from_rotation_np, project_official, rotation_from_model_view
+
+# Evaluation crops keep the official random extension but draw it once per image, from the item's id: every run,
+# variant and seed scores the same crop, so seed-to-seed noise is training noise, not crop noise (docs/fidelity.md).
+EVAL_CROP_STREAM = 7_919
 
 
 def _read_json(path: Path, what: str):
@@ -35,8 +40,8 @@ def draft_factor(mean_crop_scale: float) -> int:
 class DAD3DHeadsDataset(Dataset):
     """One split of a DAD-3DHeads-layout folder; items as in docs/architecture.md.
 
-    Crop jitter is a pure function of (seed, epoch, index) in training and of (seed, index) in
-    evaluation, so a resumed run sees exactly the crops of an uninterrupted one.
+    Crop jitter is a pure function of (seed, epoch, index) in training, so a resumed run sees exactly the
+    crops of an uninterrupted one, and of the item's id alone in evaluation, so every run scores the same crops.
 
     ``cache_in_memory`` keeps each decoded image and its crop-independent geometry after the first
     read, so later epochs only crop (about 3x faster per item on small images); it holds the whole
@@ -156,7 +161,10 @@ class DAD3DHeadsDataset(Dataset):
         if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
             raise DatasetError(f"{self.split}.json item {self.entries[index]['item_id']}: bbox {bbox.tolist()} "
                                f"lies outside its {width}x{height} image")
-        key = [self.seed, self.epoch, index] if self.train else [self.seed, index]
+        if self.train:
+            key = [self.seed, self.epoch, index]      # a function of (seed, epoch, index): resume is bit-exact
+        else:
+            key = [EVAL_CROP_STREAM, zlib.crc32(str(self.entries[index]["item_id"]).encode())]
         return jittered_crop(bbox, width, height, self.image_size, np.random.default_rng(key) if jitter else None)
 
     def landmarks_in_crop(self, index: int) -> np.ndarray:

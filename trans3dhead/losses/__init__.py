@@ -5,8 +5,9 @@ the baseline is eq. 6 (l4 = 0). A zero weight skips its term. ``forward`` return
 term by name beside ``total``, so that a non-finite loss can be traced to its term.
 
 only-3DMM (Table 7) has no landmark branch, so no L_lmk: eq. 8 minus that term. With
-``marr_every_layer`` the landmark loss also supervises every earlier MARR layer's running landmarks
-(``landmark_layers``, DETR's auxiliary losses, same weight); the last layer stays ``landmark``.
+``supervise_every_layer`` the landmark loss also supervises every earlier decoder layer's landmark estimate
+(``landmark_layers``, DETR's auxiliary losses, same weight), with MARR or without it, so that a MARR step
+measures MARR and not an auxiliary loss; the last layer stays ``landmark``.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class MultiTaskLoss(nn.Module):
         if w.landmark:
             presence = batch.get("presence")
             terms["landmark"] = w.landmark * landmark_loss(out["landmarks_2d"], batch["landmarks_2d"], presence)
-            earlier = out["landmarks_per_layer"][:-1] if w.marr_every_layer else []
+            earlier = out["landmarks_per_layer"][:-1] if w.supervise_every_layer else []
             if earlier:
                 terms["landmark_layers"] = w.landmark * sum(
                     landmark_loss(layer, batch["landmarks_2d"], presence) for layer in earlier)

@@ -8,12 +8,14 @@ REPROJECTION_PIXELS = 256.0      # reprojection is measured in 256-pixel crop un
 
 
 def landmark_loss(pred: torch.Tensor, target: torch.Tensor, presence: torch.Tensor | None) -> torch.Tensor:
-    """SmoothL1 on the 68 2D landmarks in crop units, over the landmarks present in the crop."""
-    per_point = F.smooth_l1_loss(pred.float(), target.float(), reduction="none").sum(-1)
-    if presence is None:
-        return per_point.mean()
-    mask = presence.float()
-    return (per_point * mask).sum() / mask.sum().clamp(min=1.0)
+    """SmoothL1 on the 68 2D landmarks in crop units, the official reduction (facts section 4): prediction and
+    target multiplied by the presence mask, then the mean over all B x 68 x 2 coordinates, absent ones counted
+    as zeros. (A per-point x+y sum over the present points weighs the term about 2.3x heavier.)"""
+    pred, target = pred.float(), target.float()
+    if presence is not None:
+        mask = presence.to(pred.dtype)[..., None]
+        pred, target = pred * mask, target * mask
+    return F.smooth_l1_loss(pred, target)
 
 
 def normalise_vertices(vertices: torch.Tensor) -> torch.Tensor:

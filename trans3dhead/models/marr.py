@@ -4,7 +4,8 @@ The landmarks start at the mean face F_a of the training set (eq. 4, computed by
 from GT landmarks) and every decoder layer adds a residual: P_L = F_a + sum_i res_i (eq. 5).
 Modes (Table 4): ``fixed`` F_a; ``learnable_average`` a parameter initialised to F_a;
 ``learnable_random`` a parameter initialised at random; ``none`` no MARR: the last decoder layer
-predicts the landmarks directly (the models without MARR in Table 3).
+predicts the landmarks directly (the models without MARR in Table 3); every layer's queries go through that
+one head, so each layer has a landmark estimate to supervise, as with MARR (``loss.supervise_every_layer``).
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ class AdditiveResidualRegression(nn.Module):
     def forward(self, layer_queries: list[torch.Tensor]) -> dict[str, object]:
         """``layer_queries``: every decoder layer's landmark queries (B, 68, d)."""
         if self.mode == "none":
-            landmarks = torch.sigmoid(self.heads[0](layer_queries[-1]))
-            return {"landmarks_2d": landmarks, "landmarks_per_layer": [landmarks],
+            per_layer = [torch.sigmoid(self.heads[0](queries)) for queries in layer_queries]
+            return {"landmarks_2d": per_layer[-1], "landmarks_per_layer": per_layer,
                     "residuals_per_layer": [], "mean_face": self.mean_face}
         current = self.mean_face.expand(layer_queries[0].shape[0], -1, -1)
         residuals, per_layer = [], []
