@@ -341,19 +341,27 @@ def test_the_claims_page_has_one_row_per_claim_and_metric(tmp_path):
     assert all("not computed: no finished runs" in row for row in rows)     # an empty store claims nothing
 
 
-def test_the_readme_claims_table_copies_the_rows_with_a_verdict():
+def test_the_readme_headline_keeps_table3s_rows_beside_the_paper_and_its_claims():
     from experiments.report import readme
-    page = "\n".join(["# claims", "", "| table | claim | step | metric | verdict | verdict, profile `cpu` |",
-                      "|---|---|---|---|---|---|",
-                      "| [table3](table3.md) | QA helps | a → b | NME ↓ | holds | reversed |",
-                      "| [table4](table4.md) | x | c → d | NME ↓ | not computed: no finished runs for d | — |", ""])
-    table = readme.readme_table(page).splitlines()
-    assert table[2] == f"| [table3](reports/{readme.DEFAULT_PROFILE}/table3.md) | QA helps | a → b | NME ↓ | holds | reversed |"
-    assert len(table) == 3                                  # the row without a verdict is left out
+    table = "\n".join(["# table3", "", "## Component effectiveness", "",
+                       "| Method | NME ↓ ours | NME paper | Z5 Acc. ↑ ours | Pose Err. ↓ ours | Pose Err. paper | converged | status |",
+                       "|---|---|---|---|---|---|---|---|",
+                       "| baseline | 3.99 [3.9, 4.1] | 1.847 | 0.96 | 0.173 | 0.126 | yes | done |", "",
+                       "## Encoder/decoder layers", "", "| Method | NME ↓ ours |", "|---|---|", "| E/D 0/1 | 3.9 |", ""])
+    claims = "\n".join(["# claims", "", "| table | claim | step | metric | change (paper) | change (ours) [95% CI] | MDE | verdict |",
+                        "|---|---|---|---|---|---|---|---|",
+                        "| [table3](table3.md) | QA helps | a → b | NME ↓ | -0.016 | -0.1 [-0.2, 0.0] | 0.2 | holds |",
+                        "| [table4](table4.md) | x | c → d | NME ↓ | 1 | 2 | 3 | reversed |", ""])
+    lines = readme.headline(table, claims).splitlines()
+    assert lines[0] == "| Method | NME ↓ ours | NME paper | Pose Err. ↓ ours | Pose Err. paper | converged | status |"
+    assert lines[2] == "| baseline | 3.99 [3.9, 4.1] | 1.847 | 0.173 | 0.126 | yes | done |"
+    assert "E/D 0/1" not in "\n".join(lines)                 # only the component section
+    assert lines[3] == ""                                     # two tables, not one
+    assert lines[4] == "| step | metric | change (paper) | change (ours) [95% CI] | verdict |"
+    assert lines[6] == "| a → b | NME ↓ | -0.016 | -0.1 [-0.2, 0.0] | holds |" and len(lines) == 7   # Table 3's claims only
 
 
-def test_the_readme_claims_table_matches_the_committed_claims_page():
+def test_the_readme_headline_matches_the_committed_reports():
     from experiments.report import readme
-    page = ROOT / "reports" / readme.DEFAULT_PROFILE / "claims.md"
-    assert readme.current_block((ROOT / "README.md").read_text()) == readme.block(page.read_text()), \
-        "README.md's claims table is stale: python -m experiments.report.readme"
+    assert readme.current_block((ROOT / "README.md").read_text()) == readme.committed_block(ROOT), \
+        "README.md's headline table is stale: python -m experiments.report.readme"

@@ -1,7 +1,8 @@
-"""The README's claims table: the default profile's claims page (``reports/<profile>/claims.md``), the rows
-that have a verdict, copied between two markers so that a stale copy fails the tests.
+"""The README's headline: the paper's Table 3 beside ours, copied from the default profile's committed report
+(``reports/<profile>/table3.md``) with the verdicts of its claims (``reports/<profile>/claims.md``), between two
+markers, so that a stale copy fails the tests. Every number in it is a committed report's.
 
-    python -m experiments.report.readme            # rewrite the block in README.md from the committed page
+    python -m experiments.report.readme            # rewrite the block in README.md from the committed pages
 """
 from __future__ import annotations
 
@@ -13,33 +14,66 @@ from experiments.registry import DEFAULT_PROFILE
 from experiments.report.sections import md_table
 
 ROOT = Path(__file__).resolve().parents[2]
-BEGIN = "<!-- claims table -->"
-END = "<!-- end of the claims table -->"
-NOT_COMPUTED = ("not computed", "paper-only row")
+BEGIN = "<!-- headline table -->"
+END = "<!-- end of the headline table -->"
+HEADLINE_TABLE, HEADLINE_SECTION = "table3", "Component effectiveness"
+# the columns the headline keeps, by the header's first words (a report may add columns; these stay)
+ROW_COLUMNS = ("Method", "NME ↓ ours", "NME paper", "Pose Err. ↓ ours", "Pose Err. paper", "converged", "status")
+CLAIM_COLUMNS = ("step", "metric", "change (paper)", "change (ours)", "verdict")
 
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split(" | ")]
 
 
-def readme_table(claims_page: str) -> str:
-    """The page's header and every row with a verdict; a table's link becomes its name, with the path
-    from the README."""
-    lines = [line for line in claims_page.splitlines() if line.startswith("|")]
-    if len(lines) < 2:
-        return ""
-    header, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
-    verdict = header.index("verdict")
-    rows = [r for r in rows if not r[verdict].startswith(NOT_COMPUTED)]
-    link = re.compile(r"\[(\w+)\]\((\w+)\.md\)")
-    rows = [[link.sub(rf"[\1](reports/{DEFAULT_PROFILE}/\2.md)", r[0]), *r[1:]] for r in rows]
-    return md_table(header, rows)
+def _tables(page: str, after_heading: str | None = None) -> list[list[list[str]]]:
+    """The markdown tables of ``page`` (header first), from the heading ``## after_heading`` on if given."""
+    if after_heading is not None:
+        start = page.find(f"## {after_heading}")
+        page = page[start:] if start >= 0 else ""
+    tables, current = [], []
+    for line in page.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(_cells(line))
+        elif current:
+            tables.append([current[0], *current[2:]])
+            current = []
+    return tables
 
 
-def block(claims_page: str) -> str:
-    source = (f"Generated from [reports/{DEFAULT_PROFILE}/claims.md](reports/{DEFAULT_PROFILE}/claims.md) "
-              "by `python -m experiments.report.readme`.")
-    return f"{BEGIN}\n{source}\n\n{readme_table(claims_page)}\n{END}"
+def _pick(table: list[list[str]], wanted: tuple[str, ...]) -> tuple[list[str], list[list[str]]]:
+    header = table[0]
+    index = [next((i for i, h in enumerate(header) if h.startswith(w)), None) for w in wanted]
+    keep = [i for i in index if i is not None]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in table[1:]]
+
+
+def headline(table_page: str, claims_page: str) -> str:
+    """The rows of Table 3's component section (ours beside the paper's) and the verdicts of Table 3's claims."""
+    parts = []
+    rows = _tables(table_page, HEADLINE_SECTION)
+    if rows:
+        header, body = _pick(rows[0], ROW_COLUMNS)
+        parts.append(md_table(header, body))
+    claims = _tables(claims_page)
+    if claims:
+        header, body = _pick([claims[0][0]] + [r for r in claims[0][1:] if r[0].startswith(f"[{HEADLINE_TABLE}]")],
+                             CLAIM_COLUMNS)
+        if body:
+            parts.append(md_table(header, body))
+    return "\n\n".join(parts)
+
+
+def block(table_page: str, claims_page: str) -> str:
+    link = f"reports/{DEFAULT_PROFILE}"
+    source = (f"Generated from [{link}/{HEADLINE_TABLE}.md]({link}/{HEADLINE_TABLE}.md) and "
+              f"[{link}/claims.md]({link}/claims.md) by `python -m experiments.report.readme`.")
+    return f"{BEGIN}\n{source}\n\n{headline(table_page, claims_page)}\n{END}"
+
+
+def committed_block(root: Path = ROOT) -> str:
+    folder = root / "reports" / DEFAULT_PROFILE
+    return block((folder / f"{HEADLINE_TABLE}.md").read_text(), (folder / "claims.md").read_text())
 
 
 def current_block(readme: str) -> str | None:
@@ -48,14 +82,14 @@ def current_block(readme: str) -> str | None:
 
 
 def main() -> int:
-    readme_path, page = ROOT / "README.md", ROOT / "reports" / DEFAULT_PROFILE / "claims.md"
+    readme_path = ROOT / "README.md"
     readme = readme_path.read_text()
     old = current_block(readme)
     if old is None:
         print(f"error: README.md has no block between '{BEGIN}' and '{END}'", file=sys.stderr)
         return 2
-    readme_path.write_text(readme.replace(old, block(page.read_text())))
-    print(f"README.md: claims table rewritten from {page.relative_to(ROOT)}")
+    readme_path.write_text(readme.replace(old, committed_block()))
+    print(f"README.md: headline table rewritten from reports/{DEFAULT_PROFILE}/")
     return 0
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Commits the run folders of results/PROFILE whose meta.json says "done" and that git does not hold yet
-# (or holds changed), one commit for all of them, then reports/PROFILE and the README's claims table
+# (or holds changed), one commit for all of them, then reports/PROFILE and the README's headline table
 # regenerated from a clean clone of that commit (the working tree's runs in progress would show in them,
 # and `report --check` in the tests compares committed reports with committed results only); the reports
 # are regenerated also when no run is new (after a code or registry change), unless --if-new is given. Runs still
