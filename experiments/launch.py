@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import subprocess
+
 import submitit
+import submitit.local.local as submitit_local
 import torch
 from tqdm import tqdm
 
 from experiments import continuation, packing, runlock, store
 from experiments.registry import ResolvedRun
+from trans3dhead.atomic import naming_folder
 from trans3dhead.config import RunConfig
 
 EXECUTORS = ("debug", "local", "slurm")
@@ -80,6 +84,7 @@ class RunJob(_RunFolders):
         # A job that only adds an evaluation to a finished run keeps the training's provenance (start,
         # code version, date); each evaluation file records the code version that computed it.
         training = {"started": _now(), "code_version": version}
+        store.clear_foreign(out)
         already_trained = (store.read_meta(out) or {}).get("status") == "done"
         if self.continue_shorter and not already_trained and not (self.work_dir / continuation.CHECKPOINT).is_file():
             prefix = continuation.find_prefix(self.config, Path(self.results_root), Path(self.work_root))
@@ -182,7 +187,7 @@ def _finished(running: dict, bar: tqdm) -> list[str]:
         if handle.done():
             exc = handle.exception()
             if exc is not None:
-                errors.append(f"{job.run_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
+                errors.append(f"{job.run_id}: {job_error(job, exc)}")      # before the mark: the job's own words
                 _mark_failed_if_running(job, exc)
             del running[handle]
             bar.update(1)
@@ -255,6 +260,37 @@ def schedule(jobs: list[RunJob], submit: Callable[[RunJob, int], object], cap: i
     return errors
 
 
+def job_error(job, exc: BaseException) -> str:
+    """The failed job's own error line (what its meta.json keeps), and its log; submitit's message alone
+    ends with the log's path, which says where the reason is but not what it is."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    log = lines[-1].strip() if lines else ""
+    own = []
+    for run in getattr(job, "jobs", [job]):          # a RunBatch holds several runs
+        meta = store.read_meta(run.result_dir) or {}
+        if not run.runs_alone and meta.get("status") == "failed" and (error := meta.get("error")):
+            own.append(error.strip().splitlines()[0] if len(getattr(job, "jobs", [job])) == 1
+                       else f"{run.run_id}: {error.strip().splitlines()[0]}")
+    if not own:
+        return log or f"{type(exc).__name__}: {exc}"
+    return "; ".join(own) + (f" (log: {log})" if log and log not in own[0] else "")
+
+
+@contextlib.contextmanager
+def jobs_folder(root: Path):
+    """Submitting writes each job's pickle under --jobs: a full disk there names the folder, and the
+    empty or partial pickle it left is removed (submitit would read it as a job)."""
+    before = {p: p.stat().st_size for p in Path(root).rglob("*.pkl")} if Path(root).is_dir() else {}
+    try:
+        with naming_folder(root, "--jobs"):
+            yield
+    except OSError:
+        for pickle in Path(root).rglob("*.pkl") if Path(root).is_dir() else []:
+            if pickle not in before or pickle.stat().st_size != before[pickle]:
+                pickle.unlink(missing_ok=True)
+        raise
+
+
 def _mark_failed_if_running(job: RunJob, exc: BaseException) -> None:
     """A job killed from outside (OOM, scancel) never wrote its own failure; record it."""
     for run in getattr(job, "jobs", [job]):          # a RunBatch holds several runs
@@ -302,7 +338,7 @@ def dispatch(jobs: list[RunJob], executor: str, jobs_root: Path, *, cluster: dic
                 ex = submitit.LocalExecutor(folder=folder)
                 ex.update_parameters(timeout_min=24 * 60,
                                      **({"gpus_per_node": 1, "visible_gpus": (plan.gpu_of(slot),)} if n_gpus else {}))
-                with _cancellable_by_sigint():
+                with _cancellable_by_sigint(), jobs_folder(jobs_root), _quiet_controllers():
                     return ex.submit(job)
 
             return schedule(jobs, submit, cap, bar, poll_s)
@@ -329,6 +365,29 @@ def _cancellable_by_sigint():
         yield
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _quiet_controllers():
+    """Local jobs started inside it run under :mod:`experiments.local_controller` (quiet on Ctrl-C)
+    instead of submitit's stock controller; submitit builds the command itself, so the one Popen it
+    makes is rewritten."""
+    from experiments import local_controller
+
+    real = subprocess.Popen
+
+    def popen(command, *args, **kwargs):
+        if isinstance(command, list):
+            command = [local_controller.__name__ if part == local_controller.STOCK_MODULE else part for part in command]
+        elif isinstance(command, str):
+            command = command.replace(f"-m {local_controller.STOCK_MODULE}", f"-m {local_controller.__name__}")
+        return real(command, *args, **kwargs)
+
+    submitit_local.subprocess.Popen = popen
+    try:
+        yield
+    finally:
+        submitit_local.subprocess.Popen = real
 
 
 def _slurm_parameters(cluster: dict) -> dict:
@@ -374,5 +433,5 @@ def _dispatch_slurm(jobs: list, folder: Path, cluster: dict, bar: tqdm, poll_s: 
 def _submit_array(ex: submitit.AutoExecutor, items: list) -> list:
     if not items:
         return []
-    with ex.batch():
+    with jobs_folder(Path(str(ex.folder)).parent), ex.batch():
         return [ex.submit(item) for item in items]

@@ -46,6 +46,23 @@ def _data_problems(run: ResolvedRun, key: str) -> list[str]:
     return problems
 
 
+def _size_problems(run: ResolvedRun, key: str) -> list[str]:
+    """Sizes that pass each field's own check but not together: a training set smaller than one batch
+    trains no step (the loader drops the incomplete batch), an input the trunk's stride does not divide
+    leaves a ragged memory grid."""
+    data, train, model = run.config.data, run.config.train, run.config.model
+    problems = []
+    if data.benchmark == "synthheads" and data.n_train < train.batch_size:
+        problems.append(f"data.n_train={data.n_train} is smaller than one batch (train.batch_size="
+                        f"{train.batch_size}): no training step would run; raise data.n_train or lower "
+                        f"train.batch_size in {key} (or with --set)")
+    if model.arch != "dad3dnet" and data.image_size % model.backbone_stride:
+        problems.append(f"data.image_size={data.image_size} is not a multiple of model.backbone_stride="
+                        f"{model.backbone_stride}: the memory grid would be ragged; use a size divisible by "
+                        f"{model.backbone_stride} (e.g. {data.image_size // model.backbone_stride * model.backbone_stride or model.backbone_stride}) in {key}")
+    return problems
+
+
 def _weights_problem(run: ResolvedRun, key: str) -> str | None:
     model = run.config.model
     if not model.pretrained:
@@ -103,7 +120,7 @@ def check(runs: list[ResolvedRun], executor: str, cluster: dict | None = None,
             problems.append(problem)
     for run in runs:
         key = f"profile '{run.profile}' in experiments/registry/profiles.yaml"
-        found = _data_problems(run, key) + [_weights_problem(run, key), _device_problem(run, key, executor, cluster)]
+        found = _data_problems(run, key) + _size_problems(run, key) + [_weights_problem(run, key), _device_problem(run, key, executor, cluster)]
         problems += [p for p in found if p and p not in problems]
     if cluster is not None:
         problem = partition_problem(cluster, cluster_file)

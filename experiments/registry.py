@@ -115,11 +115,37 @@ def _unknown(keys, allowed, where: str) -> None:
             raise RegistryError(f"{where}: unknown key '{key}'{did} (valid: {sorted(allowed)})")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error: the second `qa:` would
+    silently redefine a variant, and every variant built on it."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:       # an unhashable key (a list): PyYAML names it below
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first}): remove or rename one",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_unique_yaml(text: str):
+    """YAML text read safely, a key given twice in one mapping refused (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise RegistryError(f"registry file {path} is missing")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_unique_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise RegistryError(f"{path} is not UTF-8 text ({err}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise RegistryError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -181,6 +207,24 @@ def run_id_of(config: RunConfig) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
+def _schedule_hint(raw: dict, overrides: tuple) -> str:
+    """For a --set train.epochs that the profile's lr drops no longer fit: the --set that makes them fit."""
+    if not any((o.section, o.key) == ("train", "epochs") for o in overrides):
+        return ""
+    train = raw.get("train", {})
+    epochs = train.get("epochs")
+    if not isinstance(epochs, int) or epochs < 1:
+        return ""
+    keys = [k for k in ("lr_drop_epoch", "lr_second_drop_epoch") if isinstance(train.get(k), int)
+            and train[k] > epochs and not any((o.section, o.key) == ("train", k) for o in overrides)]
+    if not keys:
+        return ""
+    first = max(1, round(epochs * 2 / 3))
+    fix = {"lr_drop_epoch": first, "lr_second_drop_epoch": max(first + 1, round(epochs * 5 / 6))}
+    sets = " ".join(f"--set train.{k}={min(fix[k], epochs)}" for k in keys)
+    return f"; the profile's lr schedule is for longer training: add {sets}"
+
+
 class Registry:
     """The loaded, validated registry: variants, tables, profiles (bases merged in) and cluster files."""
 
@@ -215,7 +259,8 @@ class Registry:
             config = RunConfig.from_dict(raw)
         except ConfigError as err:
             with_set = "".join(f" --set {o.text}" for o in overrides)
-            raise RegistryError(f"variant '{variant}' with profile '{profile}'{with_set}: {err}") from err
+            raise RegistryError(f"variant '{variant}' with profile '{profile}'{with_set}: {err}"
+                                f"{_schedule_hint(raw, overrides)}") from err
         return ResolvedRun(run_id_of(config), variant, profile, seed, config)
 
     def plan(self, target: str, profile: str, seeds: int = 1, overrides: tuple = ()) -> list[ResolvedRun]:
@@ -246,6 +291,9 @@ class Registry:
         """A SLURM cluster file, its keys checked."""
         path = Path(path)
         data = _read_yaml(path)
+        if not data:
+            raise RegistryError(f"cluster file {path} is empty: set at least partition (and gpus_per_node, "
+                                "timeout_min; see experiments/registry/clusters/local.yaml)")
         _unknown(data, CLUSTER_KEYS, f"cluster file {path}")
         for key in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism"):
             value = data.get(key)
@@ -264,6 +312,21 @@ class Registry:
         return data
 
 
+def _names(value: object, where: str) -> list[str]:
+    """A YAML list of names (None: none); anything else (a number, a nested list) names the key."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RegistryError(f"{where}: {value!r} must be a list of names, e.g. [nme, z5]")
+    return value
+
+
+def _mappings(value: object, where: str, expected: str) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RegistryError(f"{where}: {value!r} is not {expected}")
+    return value
+
+
 def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
     where = f"tables.yaml: {name}"
     if not isinstance(raw, dict):
@@ -276,20 +339,39 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
         raise RegistryError(f"{where}: kind '{raw['kind']}' must be table or figure")
     if raw["dataset"] not in ("dad3dheads", "aflw2000"):
         raise RegistryError(f"{where}: dataset '{raw['dataset']}' must be dad3dheads or aflw2000")
-    metrics = tuple(raw.get("metrics") or ())
+    for key in ("title", "split"):
+        if not isinstance(raw[key], str):
+            raise RegistryError(f"{where}: {key} {raw[key]!r} must be text")
+    metrics = tuple(_names(raw.get("metrics"), f"{where}: metrics"))
     for metric in metrics:
         if metric not in METRICS:
             raise RegistryError(f"{where}: unknown metric '{metric}' (valid: {sorted(METRICS)})")
+    if not isinstance(raw.get("efficiency", False), bool):
+        raise RegistryError(f"{where}: efficiency {raw['efficiency']!r} must be true or false")
     sections = []
-    for section in raw["sections"]:
+    for section in _mappings(raw["sections"], f"{where}: sections", "a list of sections ({name: ..., rows: [...]})"):
         rows = []
-        for row in section.get("rows", []):
+        _unknown(section, {"name", "rows"}, f"{where} section")
+        for row in _mappings(section.get("rows") or [], f"{where}: section '{section.get('name', '')}' rows",
+                             "a list of rows ({label: ..., variant: ..., paper: {...}})"):
             _unknown(row, ROW_KEYS, f"{where} row {row.get('label')}")
+            if not isinstance(row.get("label"), str) or not row["label"].strip():
+                raise RegistryError(f"{where}: row label {row.get('label')!r} must be text (quote it: "
+                                    f"label: \"{row.get('label')}\")")
+            if row.get("variant") is not None and not isinstance(row["variant"], str):
+                raise RegistryError(f"{where}: row '{row['label']}' variant {row['variant']!r} must be a variant name")
             if row.get("variant") is not None and row["variant"] not in variants:
                 did = did_you_mean(row["variant"], variants)
                 raise RegistryError(f"{where}: row '{row.get('label')}' names variant '{row['variant']}', "
                                     f"which variants.yaml does not define{did}")
-            paper = dict(row.get("paper") or {})
+            paper = row.get("paper") or {}
+            if not isinstance(paper, dict):
+                raise RegistryError(f"{where}: row '{row['label']}' paper {paper!r} must map metrics to numbers")
+            for metric, value in paper.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise RegistryError(f"{where}: row '{row['label']}' paper value {metric}={value!r} is not a "
+                                        "number (write it without units or quotes)")
+            paper = dict(paper)
             for metric in paper:
                 if metric not in metrics and metric not in EXTRA_METRICS:
                     raise RegistryError(f"{where}: row '{row.get('label')}' has a paper value for '{metric}', "
@@ -297,14 +379,18 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
             rows.append(Row(str(row["label"]), row.get("variant"), paper))
         sections.append(Section(str(section.get("name", "")), tuple(rows)))
     labels = [r.label for s in sections for r in s.rows]
+    for label in sorted({label for label in labels if labels.count(label) > 1}):
+        raise RegistryError(f"{where}: row label '{label}' is used {labels.count(label)} times; each row "
+                            "needs its own label (steps and reports find rows by label)")
     steps = []
-    for step in raw.get("steps") or []:
+    for step in _mappings(raw.get("steps") or [], f"{where}: steps", "a list of {from: ..., to: ...}"):
         _unknown(step, STEP_KEYS, f"{where} step")
+        _names(step.get("metrics"), f"{where}: step metrics")
         for end in ("from", "to"):
             if step.get(end) not in labels:
                 raise RegistryError(f"{where}: step {end} '{step.get(end)}' is not a row label ({labels})")
         steps.append(Step(step["from"], step["to"], tuple(step.get("metrics") or metrics), str(step.get("claim", ""))))
-    figures = tuple(raw.get("figures") or ())
+    figures = tuple(_names(raw.get("figures"), f"{where}: figures"))
     for figure in figures:
         if figure not in FIGURES[raw["kind"]]:
             did = did_you_mean(figure, FIGURES[raw["kind"]])

@@ -21,15 +21,28 @@ from pathlib import Path
 from experiments import continuation, estimate, launch, preflight, runlock, store
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
-from trans3dhead.atomic import describe_os_error, folder_problem
+from trans3dhead.atomic import describe_os_error, folder_problem, naming_folder
 from trans3dhead.cli import summary
 from trans3dhead.config import ConfigError, did_you_mean
 
 COMMANDS = ("list", "status", "report")
+# Each seed trains every row of the table again; the paper reports one run, this suite three. A count
+# beyond this is a typo (a plan of 100000 seeds takes minutes just to resolve), not a plan.
+MAX_SEEDS = 100
+# Options that only one kind of command reads: given to another, they would be silently ignored.
+TABLE_ONLY = ("--only", "--force", "--dry-run", "--estimate", "--max-parallel", "--cluster")
+REPORT_ONLY = ("--check",)
 
 
 class UsageError(ValueError):
     pass
+
+
+def _path(value: str) -> Path:
+    """A folder or file option; '' would silently mean the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("'' is empty: give a path (or leave the option out for its default)")
+    return Path(value)
 
 
 def _jobs_per_gpu(value: str) -> int | str:
@@ -44,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("table", nargs="?", help="for status / report: restrict to one table")
     parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--executor", default="local", choices=launch.EXECUTORS)
-    parser.add_argument("--cluster", type=Path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
+    parser.add_argument("--cluster", type=_path, help="SLURM cluster file (experiments/registry/clusters/*.yaml)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--max-parallel", type=int, help="local executor: concurrent jobs (default: one per core or GPU, fewer if RAM is short)")
     parser.add_argument("--jobs-per-gpu", default="auto", type=_jobs_per_gpu,
@@ -61,11 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--estimate", action="store_true",
                         help="with --dry-run: time each model size here and say how long (re)training would take")
     parser.add_argument("--check", action="store_true", help="report: verify committed reports regenerate byte for byte")
-    parser.add_argument("--registry", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--work", type=Path, default=Path("work"))
-    parser.add_argument("--jobs", type=Path, default=Path("jobs"))
+    parser.add_argument("--registry", type=_path, help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=_path, default=Path("results"))
+    parser.add_argument("--reports", type=_path, default=Path("reports"))
+    parser.add_argument("--work", type=_path, default=Path("work"))
+    parser.add_argument("--jobs", type=_path, default=Path("jobs"))
     return parser
 
 
@@ -130,11 +143,39 @@ def cmd_status(registry, args) -> int:
             error = f"{store.NO_EFFICIENCY} (the next run of its table measures it, alone, in seconds)"
         counts[status] = counts.get(status, 0) + 1
         meta = store.read_meta(path) or {}
-        log = meta.get("log") or meta.get("log_dir") or "-"
-        print(f"{run.run_id}  seed {run.seed}  {status:8s} {','.join(run.variants):28s} log: {log}"
+        print(f"{run.run_id}  seed {run.seed}  {status:8s} {','.join(run.variants):28s} log: {_log_words(meta)}"
               + (f"\n    error: {error}" if error else ""))
     print("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0
+
+
+def _log_words(meta: dict) -> str:
+    """Where the run's log is, or why there is none here (a committed result's work folder stays on the
+    machine that trained it)."""
+    log = meta.get("log") or meta.get("log_dir")
+    if not log:
+        return "-"
+    if Path(log).exists():
+        return log
+    return f"{log} (not on this machine: it stays where the run was trained; meta.json keeps its error)"
+
+
+def _table_names(registry, target: str) -> list[str]:
+    return list(registry.tables) if target == "all" else [target]
+
+
+def print_verdicts(registry, args, tables: list[str]) -> None:
+    """The ablation steps' verdicts of each table, as its report states them, one line each."""
+    from experiments import report
+    from experiments.report.gather import Inputs
+    from experiments.report.write import table_context
+
+    inputs = Inputs(registry, args.profile, tuple(args.overrides), Path(args.results),
+                    store.collect(args.results, args.profile))
+    for name in tables:
+        ctx = table_context(inputs, name, Path(args.reports) / report.report_folder(args.profile, args.overrides))
+        for result in ctx.steps:
+            print(f"  {name}: {result.step.from_label} -> {result.step.to_label}, {result.metric}: {result.verdict}")
 
 
 def cmd_report(registry, args) -> int:
@@ -150,16 +191,20 @@ def cmd_report(registry, args) -> int:
             print(f"report check: {problem}", file=sys.stderr)
         print("reports reproduce byte for byte" if not problems else f"{len(problems)} report(s) differ")
         return 1 if problems else 0
-    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
-        print(f"wrote {path}")
+    with naming_folder(args.reports, "--reports"):
+        for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
+            print(f"wrote {path}")
     return 0
 
 
 def _only(runs: list, only: str | None, target: str) -> list:
-    if not only:
+    if only is None:
         return runs
     wanted = [name.strip() for name in only.split(",") if name.strip()]
     planned = sorted({v for run in runs for v in run.variants})
+    if not wanted:
+        raise UsageError(f"--only {only!r} names no variant: give comma-separated variants of {target} "
+                         f"({', '.join(planned)}), or leave --only out to run the whole table")
     for name in wanted:
         if name not in planned:
             did = did_you_mean(name, planned)
@@ -216,9 +261,36 @@ def _print_past_pace(todo: list, start: dict[str, int], args) -> None:
           "(their stored wall time, loading and validation included); --estimate times the models afresh")
 
 
+def check_options(args, argv: list[str]) -> None:
+    """Option values every command shares, and options the command would ignore."""
+    if args.seeds < 1 or args.seeds > MAX_SEEDS:
+        raise UsageError(f"--seeds={args.seeds}: use 1 or more, at most {MAX_SEEDS} (each seed retrains every row of the "
+                         f"table; the reports use three)")
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    command = args.target if args.target in COMMANDS else "table"
+    ignored = [flag for flag in TABLE_ONLY if flag in given and command != "table"] + \
+              [flag for flag in REPORT_ONLY if flag in given and command != "report"]
+    if ignored:
+        where = "report" if ignored[0] in REPORT_ONLY else "a table or figure command (e.g. table3)"
+        raise UsageError(f"{ignored[0]} does nothing with '{args.target}': it goes with {where}")
+
+
+def _seed_words(registry, args) -> str:
+    """'--seeds 1: seed 0', and the seeds the report shows when the store holds more."""
+    from experiments.report.gather import Inputs, table_seeds
+
+    planned = f"--seeds {args.seeds}: seed{'s 0-' + str(args.seeds - 1) if args.seeds > 1 else ' 0'}"
+    inputs = Inputs(registry, args.profile, tuple(args.overrides), Path(args.results),
+                    store.collect(args.results, args.profile))
+    shown = sorted({seed for name in _table_names(registry, args.target)
+                    for seed in table_seeds(inputs, registry.table(name))})
+    if len(shown) <= args.seeds:
+        return planned
+    return (f"{planned}; the report shows every stored seed ({', '.join(map(str, shown))}): "
+            f"--seeds {max(shown) + 1} plans them all")
+
+
 def cmd_run(registry, args) -> int:
-    if args.seeds < 1:
-        raise UsageError(f"--seeds={args.seeds}: use 1 or more")
     if args.estimate and not args.dry_run:
         raise UsageError("--estimate goes with --dry-run (it times the plan's models, then submits nothing)")
     if args.max_parallel is not None and args.max_parallel < 1:
@@ -246,7 +318,7 @@ def cmd_run(registry, args) -> int:
     if args.dry_run:
         start, head_start = _head_start(to_train, args)
         with_set = f", {describe(args.overrides)}" if args.overrides else ""
-        print(f"plan for {args.target} (profile {args.profile}, {args.seeds} seed(s){with_set}): {len(runs)} runs, "
+        print(f"plan for {args.target} (profile {args.profile}, {_seed_words(registry, args)}{with_set}): {len(runs)} runs, "
               f"{len(runs) - len(todo) - len(elsewhere)} reused, {len(todo)} to run"
               + (f", {len(elsewhere)} running elsewhere" if elsewhere else ""))
         for run in runs:
@@ -254,7 +326,8 @@ def cmd_run(registry, args) -> int:
             d, t = run.config.data, run.config.train
             images = t.epochs * (d.n_train // t.batch_size) * t.batch_size
             print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
-                  f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, evals {list(run.evaluations)}")
+                  f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, "
+                  f"evaluated on {', '.join(f'{d}/{s}' for d, s in run.evaluations)}")
             why = (f"running elsewhere ({runlock.describe(elsewhere[run.run_id])})" if run.run_id in elsewhere
                    else "; ".join([r for r in reasons[run.run_id] if r != "not run yet"]
                                   + ([head_start[run.run_id]] if run.run_id in head_start else [])))
@@ -287,10 +360,12 @@ def cmd_run(registry, args) -> int:
                              max_parallel=args.max_parallel, jobs_per_gpu=args.jobs_per_gpu)
     for error in errors:
         print(f"failed: {error}", file=sys.stderr)
-    tables = list(registry.tables) if args.target == "all" else [args.target]
+    tables = _table_names(registry, args.target)
     from experiments import report
-    for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
-        print(f"wrote {path}")
+    with naming_folder(args.reports, "--reports"):
+        for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
+            print(f"wrote {path}")
+    print_verdicts(registry, args, tables)
     return 1 if errors else 3 if elsewhere else 0
 
 
@@ -300,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = load_registry(args.registry) if args.registry else load_registry()
         args.overrides = parse_overrides(args.overrides)
+        check_options(args, sys.argv[1:] if argv is None else argv)
         if args.profile not in registry.profiles:
             registry.resolve(next(iter(registry.variants)), args.profile)     # raises with a did-you-mean
         if args.target == "list":

@@ -74,6 +74,28 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def identity_problem(path: Path, meta: dict) -> str | None:
+    """Why ``meta`` is not this folder's own (its run id names another run: a copied or moved folder), or None.
+    (The config hash is not re-derived here: a config key renamed since keeps its stored run id.)"""
+    run_id = meta.get("run_id")
+    if run_id is not None and run_id != Path(path).name:
+        return (f"{Path(path) / 'meta.json'} belongs to run {run_id!r}, not to the folder {Path(path).name} "
+                "(copied or moved from another run)")
+    return None
+
+
+def clear_foreign(path: Path) -> list[Path]:
+    """Removes the result files of a folder whose meta.json names another run (they are that run's, which
+    keeps its own folder), so that its redo starts clean; returns what it removed."""
+    meta = read_meta(path)
+    if meta is None or identity_problem(path, meta) is None:
+        return []
+    removed = [f for f in Path(path).iterdir() if f.is_file()]
+    for file in removed:
+        file.unlink()
+    return removed
+
+
 def _check_meta(meta: object) -> None:
     if not isinstance(meta, dict):
         raise CorruptResultError(f"expected an object, got {type(meta).__name__}")
@@ -192,7 +214,30 @@ def load_evaluation(file: Path) -> dict:
                  and not _is_number(v)}
         if wrong:
             raise CorruptResultError(f"{file}: '{key}' holds non-numbers {wrong}")
+    if problem := _range_problem(data["aggregate"]):
+        raise CorruptResultError(f"{file}: {problem}")
     return data
+
+
+# What a stored metric can be: a distance, error or angle is >= 0, Z5 a fraction of pairs.
+_METRIC_RANGES = {"z5": (0.0, 1.0)}
+
+
+def _range_problem(aggregate: dict) -> str | None:
+    """Why an aggregate's values cannot be a scorer's output (non-finite, negative, a fraction above 1)."""
+    for key in METRIC_COLUMNS:
+        value = aggregate.get(key)
+        if value is None:
+            continue
+        low, high = _METRIC_RANGES.get(key, (0.0, float("inf")))
+        if not np.isfinite(value) or not low <= value <= high:
+            return f"'{key}' is {value}, outside [{low}, {high}] (no scorer writes that)"
+    counts = [aggregate.get(k) for k in ("n_items",) if aggregate.get(k) is not None]
+    if counts and (not _is_number(counts[0]) or counts[0] < 0 or counts[0] != int(counts[0])):
+        return f"'n_items' is {counts[0]!r}, not a count"
+    if not any(aggregate.get(k) is not None for k in METRIC_COLUMNS):
+        return f"holds none of the metrics {list(METRIC_COLUMNS)}"
+    return None
 
 
 def evaluation_problem(path: Path, dataset: str, split: str) -> str | None:
@@ -205,10 +250,41 @@ def evaluation_problem(path: Path, dataset: str, split: str) -> str | None:
         data = load_evaluation(file)
         if (data["dataset"], data["split"]) != (dataset, split):
             return f"{file} holds {data['dataset']}/{data['split']}, not {dataset}/{split}"
-        _read_per_sample(table)
+        rows = len(_read_per_sample(table))
+        expected = data["aggregate"].get("n_items")
+        if expected is not None and rows != expected:
+            return f"{table} has {rows} row(s) but {file.name} scored {expected} item(s) (cut short)"
+        for problem in _companion_problems(Path(path), name):
+            return problem
     except CorruptResultError as err:
         return str(err)
     return None
+
+
+def _companion_problems(path: Path, name: str) -> list[str]:
+    """The evaluation's MARR, predictions and images files that exist but do not read (Figures 7-8 and the
+    gallery draw from them: a corrupt one redoes the evaluation rather than linking pictures never written)."""
+    problems = []
+    marr_file = path / f"marr-{name}.npz"
+    if marr_file.is_file():
+        try:
+            with np.load(marr_file, allow_pickle=False) as data:
+                for key in data.files:
+                    data[key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            problems.append(f"{marr_file} is corrupt ({err})")
+    for kind in ("predictions", "images"):
+        file = path / f"{kind}-{name}.json"
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            problems.append(f"{file} is corrupt ({err})")
+            continue
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            problems.append(f"{file} is corrupt (expected an object of items)")
+    return problems
 
 
 def has_evaluation(path: Path, dataset: str, split: str) -> bool:
@@ -221,6 +297,8 @@ def corrupt_files(path: Path, evaluations) -> list[str]:
     path = Path(path)
     if (path / "meta.json").is_file() and read_meta(path) is None:
         return [f"{path / 'meta.json'} is corrupt"]
+    if (meta := read_meta(path)) is not None and (problem := identity_problem(path, meta)):
+        return [problem]
     problems = [p for d, s in evaluations
                 if (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
     if (path / "curve.csv").is_file() and curve(path) is None:
@@ -269,6 +347,9 @@ def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
         meta = read_meta(path)
         if meta is None:
             warnings.warn(f"{path} has no readable meta.json; ignored", CorruptResultWarning)
+            continue
+        if problem := identity_problem(path, meta):     # another run's numbers under this run's row: never
+            warnings.warn(f"{problem}; ignored", CorruptResultWarning)
             continue
         measured = {k: v for k, v in (read_efficiency(path) or {}).items()
                     if k in EFFICIENCY_COLUMNS and k != "train_wall_s"}    # the training's wall time: from meta

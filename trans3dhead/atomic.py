@@ -7,6 +7,7 @@ full, and the error names the target path.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -37,10 +38,37 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, DiskFullError):
             raise DiskFullError(err.errno, f"no space left on the device writing {path}", str(path)) from err
+        if isinstance(err, RuntimeError) and _is_torch_write_failure(err):
+            raise DiskFullError(errno.ENOSPC, f"cannot write {path} (torch.save: {str(err).splitlines()[0][:200]}); "
+                                f"is its disk full? free space there or move it", str(path)) from err
         raise
     return path
+
+
+def _is_torch_write_failure(err: RuntimeError) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk) as a RuntimeError with no path."""
+    text = str(err)
+    return "PytorchStreamWriter failed" in text or ("inline_container" in text and "write" in text)
+
+
+@contextlib.contextmanager
+def naming_folder(folder: str | Path, what: str):
+    """Inside it, a full disk (or another OSError that names no file) becomes an error naming ``folder``
+    and the option that chose it: the reason alone ('No space left on device') does not say where."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(err.errno, f"no space left on the device writing under {what} {folder} "
+                                f"({err.filename or 'a file there'}); free space there or point {what} elsewhere",
+                                str(err.filename or folder)) from err
+        if err.filename is None:
+            raise type(err)(err.errno, f"{err.strerror or err} (writing under {what} {folder})", str(folder)) from err
+        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -101,10 +101,29 @@ def make_gt(split_dir: str | Path) -> list[dict]:
                 height = image.height
         except (OSError, ValueError) as err:
             raise InputFileError(f"image {image_path} of item {item_id} is missing or not an image ({err})") from None
+        if problem := _vertices_problem(ann["vertices"]):
+            raise InputFileError(f"annotation {ann_path} of item {item_id}: vertices {problem}; re-download or "
+                                 "regenerate it")
         items.append({"id": item_id, "bbox": entry["bbox"], "vertices": ann["vertices"],
                       "model_view_matrix": ann["model_view_matrix"], "projection_matrix": ann["projection_matrix"],
                       "image_height": height, "attributes": entry.get("attributes", {})})
+    if not items:
+        raise InputFileError(f"split file {split_file} lists no items: nothing to score against "
+                             "(is --split-dir the right split?)")
     return items
+
+
+def _vertices_problem(vertices: object) -> str | None:
+    """Why GT vertices cannot be scored against (not numbers, not Nx3, not finite), or None."""
+    try:
+        array = np.asarray(vertices, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "are not a numeric array"
+    if array.ndim != 2 or array.shape[1] != 3:
+        return f"have shape {array.shape}, expected (N, 3)"
+    if not np.isfinite(array).all():
+        return f"hold {int((~np.isfinite(array)).any(1).sum())} non-finite vertex(es)"
+    return None
 
 
 def _check_prediction(item_id: str, pred: object, n_vertices: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
@@ -116,9 +135,12 @@ def _check_prediction(item_id: str, pred: object, n_vertices: int) -> tuple[dict
         if key not in pred:
             return None, f"{item_id}: missing key '{key}'"
         try:
-            value = np.asarray(pred[key], dtype=np.float64)
+            raw = np.asarray(pred[key])
+            value = raw.astype(np.float64)
         except (TypeError, ValueError):
             return None, f"{item_id}: '{key}' is not a numeric array"
+        if raw.dtype.kind not in "iuf":         # numpy would read "1" or true as a number
+            return None, f"{item_id}: '{key}' is not a numeric array (holds {raw.dtype.kind == 'U' and 'text' or raw.dtype})"
         expected = shape or (n_vertices, 3)
         if value.shape != expected:
             return None, f"{item_id}: '{key}' has shape {value.shape}, expected {expected}"
@@ -168,7 +190,10 @@ def score(gt_items: list[dict], submission: dict, topology: FlameTopology, *, z5
             problems.append(f"{duplicate}: appears {count} times in the ground truth (scored each time)")
     for gt, item_id in zip(gt_items, gt_ids):
         row = {"item_id": item_id, **{m: np.nan for m in DAD_METRICS}, "error": ""}
-        if item_id not in by_id:
+        gt_problem = _vertices_problem(gt.get("vertices")) if isinstance(gt, dict) else "missing"
+        if gt_problem:
+            row["error"] = f"{item_id}: the ground-truth vertices {gt_problem} (the GT file is damaged: remake it)"
+        elif item_id not in by_id:
             row["error"] = f"{item_id}: missing from the submission"
         else:
             pred, error = _check_prediction(item_id, by_id[item_id], topology.n_vertices)

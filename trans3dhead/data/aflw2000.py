@@ -29,6 +29,10 @@ def _read_mat(path: Path) -> dict:
         raise DatasetError(f"AFLW2000-3D annotation {path} is unreadable or lacks Pose_Para/pt3d_68 ({err})") from err
     if pose.size < 3 or pt3d.shape != (3, 68):
         raise DatasetError(f"{path}: Pose_Para {pose.shape} / pt3d_68 {pt3d.shape}; expected 1x7 and 3x68")
+    if not (np.isfinite(pose[:3]).all() and np.isfinite(pt3d).all()):
+        # A NaN angle fails the |angle| <= 99 test and would be dropped as if it were a profile pose.
+        raise DatasetError(f"{path}: Pose_Para {pose[:3].tolist()} / pt3d_68 hold non-finite numbers; "
+                           "re-download the file or remove it from the folder")
     return {"euler": protocol_euler(pose), "landmarks": pt3d[:2].T}
 
 

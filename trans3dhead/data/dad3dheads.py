@@ -37,6 +37,26 @@ def draft_factor(mean_crop_scale: float) -> int:
     return next((f for f in (8, 4, 2) if f <= usable), 1)
 
 
+# PIL's convert("RGB") clips a wide-range grayscale image at 255 (a 16-bit PNG turns all white):
+# these modes are scaled to 8 bits by their bit depth first.
+_WIDE_MODES = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 16}
+_DECODABLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "La"} | set(_WIDE_MODES)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, a 16-bit grayscale one scaled by its depth (not clipped to white); a mode
+    with no such meaning (floating point, a 32-bit integer beyond 16 bits) raises ValueError naming it."""
+    if image.mode not in _DECODABLE_MODES:
+        raise ValueError(f"image mode {image.mode} has no 8-bit RGB reading; save it as 8-bit RGB or grayscale")
+    if image.mode in _WIDE_MODES:
+        pixels = np.asarray(image, dtype=np.int64)
+        if pixels.size and (pixels.min() < 0 or pixels.max() >= 2 ** _WIDE_MODES[image.mode]):
+            raise ValueError(f"image mode {image.mode} holds values outside 16 bits; save it as 8-bit RGB")
+        gray = (pixels >> (_WIDE_MODES[image.mode] - 8)).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
 class DAD3DHeadsDataset(Dataset):
     """One split of a DAD-3DHeads-layout folder; items as in docs/architecture.md.
 
@@ -125,7 +145,7 @@ class DAD3DHeadsDataset(Dataset):
                     factor = draft_factor(self.crop(index, *size, jitter=False).scale)
                     if factor > 1:
                         image.draft("RGB", (size[0] // factor, size[1] // factor))
-                rgb = image.convert("RGB")
+                rgb = to_rgb(image)
         except (OSError, SyntaxError, ValueError) as err:        # a truncated image fails only when decoded
             raise DatasetError(self._undecodable(index, err)) from None
         decoded = (rgb, size, (size[0] / rgb.width, size[1] / rgb.height))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import trans3dhead
+from trans3dhead.atomic import naming_folder
 from trans3dhead.config import DataConfig
 from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.synth.generate import generate
@@ -67,6 +68,11 @@ def ensure_synthheads(cfg: DataConfig) -> Path:
     out = synth_dir(cfg)
     if (out / MARKER).is_file():
         return out
+    with naming_folder(out.parent, "data.root"):
+        return _generate_locked(cfg, out)
+
+
+def _generate_locked(cfg: DataConfig, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
