@@ -139,6 +139,72 @@ def edit_json(relative: str, edit):
     return mutate
 
 
+# ---- setups of issue 28 (round two) -------------------------------------------------------------
+
+def registry_edit(group: str, edit):
+    """A copy of the registry whose ``group``.yaml is parsed, ``edit(data)`` applied, and written back."""
+    def setup(root: Path, shared: dict) -> None:
+        shutil.copytree(REGISTRY_DIR, root / "registry")
+        file = root / "registry" / f"{group}.yaml"
+        data = yaml.safe_load(file.read_text())
+        edit(data)
+        file.write_text(yaml.safe_dump(data))
+    return setup
+
+
+def registry_text(group: str, append: str | bytes):
+    """A copy of the registry with raw text (or bytes) appended to ``group``.yaml (duplicate keys, encodings)."""
+    def setup(root: Path, shared: dict) -> None:
+        shutil.copytree(REGISTRY_DIR, root / "registry")
+        file = root / "registry" / f"{group}.yaml"
+        file.write_bytes(file.read_bytes() + (append if isinstance(append, bytes) else append.encode()))
+    return setup
+
+
+def table3(edit):
+    """registry_edit of table3's entry in tables.yaml."""
+    return registry_edit("tables", lambda data: edit(data["table3"]))
+
+
+def first_row(edit):
+    return table3(lambda t: edit(t["sections"][0]["rows"]))
+
+
+def stored(aggregate: dict | None = None, rows: int = 2, meta: dict | None = None, files: dict | None = None):
+    """stored_run with the aggregate, per-image row count, meta fields and extra files given."""
+    def mutate(out: Path) -> None:
+        pandas = __import__("pandas")
+        frame = pandas.DataFrame({"item_id": [f"i{k}" for k in range(rows)], "nme": [1.0] * rows})
+        store.write_evaluation(out, "dad3dheads", "val", aggregate if aggregate is not None else {"nme": 1.5},
+                               frame, None, {})
+        if meta:
+            store.update_meta(out, **meta)
+        for name, content in (files or {}).items():
+            (out / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return stored_run(mutate)
+
+
+def raw_eval(text: str):
+    return stored_run(lambda out: (out / "eval-dad3dheads-val.json").write_text(text))
+
+
+def gt_vertex(value):
+    return lambda gt: gt[1]["vertices"][0].__setitem__(0, value)
+
+
+def annotation_vertex(value, item="val_001"):
+    def mutate(split_dir: Path) -> None:
+        path = split_dir / "annotations" / f"{item}.json"
+        data = json.loads(path.read_text())
+        data["vertices"][3][1] = value
+        path.write_text(json.dumps(data))
+    return mutate
+
+
+def set_key(data: dict, key: str, value) -> None:
+    data[key] = value
+
+
 RUN = "--profile smoke --results {root}/results --reports {root}/reports --work {root}/work --jobs {root}/jobs"
 DRY = f"table3 {RUN} --dry-run"
 SCORE = "score --gt {root}/gt.json --pred {root}/pred.json --flame-dir {flame}"
@@ -367,6 +433,146 @@ CASES = [
     Case("bench-no-name", "bench", "", 2, ("usage: python -m experiments.bench",)),
     Case("bench-unknown-name", "bench", "qamen", 2, ("usage: python -m experiments.bench", "qamem")),
     Case("bench-qamem-heads-text", "bench", "qamem --heads eight", 2, ("--heads", "invalid int")),
+    # ---- issue 28: a damaged store never shows a number that is not the run's own -------------------
+    *[Case(f"{kind}-{name}", "run", f"status table3 {RUN}" if kind == "status" else DRY, 0,
+           needles if kind == "status" else ("[run ]", *needles[1:]), setup)
+      for kind in ("status", "plan")
+      for name, needles, setup in (
+          ("foreign-run-id", ("broken", "belongs to run 'feedc0ffee'"), stored(meta={"run_id": "feedc0ffee"})),
+          ("per-image-cut-short", ("broken", "has 2 row(s) but", "scored 5 item(s)"),
+           stored({"nme": 1.5, "n_items": 5})),
+          ("nme-negative", ("broken", "'nme' is -5"), stored({"nme": -5.0})),
+          ("z5-above-one", ("broken", "'z5' is 3.0"), stored({"nme": 1.0, "z5": 3.0})),
+          ("nme-nan", ("broken", "'nme' is nan"),
+           raw_eval('{"dataset": "dad3dheads", "split": "val", "aggregate": {"nme": NaN}}')),
+          ("nme-infinite", ("broken", "'nme' is inf"),
+           raw_eval('{"dataset": "dad3dheads", "split": "val", "aggregate": {"nme": Infinity}}')),
+          ("aggregate-empty", ("broken", "holds none of the metrics"), stored({})),
+          ("n-items-text", ("broken", "'n_items'"), stored({"nme": 1.0, "n_items": "two"})),
+          ("marr-corrupt", ("broken", "marr-dad3dheads-val.npz is corrupt"),
+           stored(files={"marr-dad3dheads-val.npz": b"PK\x03\x04 not a zip"})),
+          ("predictions-corrupt", ("broken", "predictions-dad3dheads-val.json is corrupt"),
+           stored(files={"predictions-dad3dheads-val.json": '{"i0": {"68_la'})),
+          ("images-corrupt", ("broken", "images-dad3dheads-val.json is corrupt"),
+           stored(files={"images-dad3dheads-val.json": '{"i0": '})),
+          ("images-a-list", ("broken", "images-dad3dheads-val.json is corrupt"),
+           stored(files={"images-dad3dheads-val.json": '[1, 2]'})),
+          ("predictions-items-not-objects", ("broken", "predictions-dad3dheads-val.json is corrupt"),
+           stored(files={"predictions-dad3dheads-val.json": '{"i0": 3}'})),
+      )],
+    Case("status-log-not-on-this-machine", "run", f"status table3 {RUN}", 0,
+         ("/nowhere/work/smoke", "not on this machine"), stored(meta={"log_dir": "/nowhere/work/smoke/x"})),
+    Case("status-failed-run-error-line", "run", f"status table3 {RUN}", 0,
+         ("failed", "error: DatasetError: image x.png is missing"),
+         stored(meta={"status": "failed", "error": "DatasetError: image x.png is missing"})),
+    # ---- issue 28: the registry refuses what would silently change a table -------------------------
+    Case("registry-duplicate-variant", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("variants.yaml", "duplicate key 'qa'", "remove or rename one"),
+         registry_text("variants", "\nqa:\n  base: baseline\n  label: again\n")),
+    Case("registry-duplicate-key-inside-entry", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("variants.yaml", "duplicate key 'label'"),
+         registry_text("variants", "\nextra:\n  base: baseline\n  label: a\n  label: b\n")),
+    Case("registry-duplicate-table", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("tables.yaml", "duplicate key 'table3'"), registry_text("tables", "\ntable3:\n  title: again\n")),
+    Case("registry-duplicate-profile", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("profiles.yaml", "duplicate key 'smoke'"), registry_text("profiles", "\nsmoke:\n  description: x\n")),
+    *[Case(f"registry-{group}-not-utf8", "run", f"{DRY} --registry {{root}}/registry", 2,
+           (f"{group}.yaml is not UTF-8", "save it as UTF-8"), registry_text(group, b"\n# caf\xe9\n"))
+      for group in ("variants", "tables", "profiles")],
+    Case("registry-duplicate-row-label", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3", "row label 'DAD-3DNet' is used 2 times"),
+         first_row(lambda rows: rows[1].__setitem__("label", rows[0]["label"]))),
+    *[Case(f"registry-row-label-{name}", "run", f"{DRY} --registry {{root}}/registry", 2,
+           ("table3", "row label", "must be text"), first_row(lambda rows, v=value: rows[0].__setitem__("label", v)))
+      for name, value in (("a-number", 7), ("a-list", ["a"]), ("empty", ""), ("null", None))],
+    Case("registry-row-label-missing", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3", "row label None must be text"), first_row(lambda rows: rows[0].pop("label"))),
+    Case("registry-row-variant-a-list", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("row 'DAD-3DNet' variant ['dad3dnet']", "must be a variant name"),
+         first_row(lambda rows: rows[0].__setitem__("variant", ["dad3dnet"]))),
+    Case("registry-rows-bare-strings", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3", "rows", "is not a list of rows"),
+         table3(lambda t: t["sections"][0].__setitem__("rows", ["dad3dnet", "baseline"]))),
+    Case("registry-rows-a-number", "run", f"{DRY} --registry {{root}}/registry", 2, ("table3", "is not a list of rows"),
+         table3(lambda t: t["sections"][0].__setitem__("rows", 7))),
+    *[Case(f"registry-sections-{name}", "run", f"{DRY} --registry {{root}}/registry", 2,
+           ("table3: sections", "is not a list of sections"), table3(lambda t, v=value: set_key(t, "sections", v)))
+      for name, value in (("a-number", 7), ("text", "main"), ("list-of-text", ["main"]), ("a-mapping", {"a": 1}))],
+    Case("registry-section-unknown-key", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3 section", "unknown key 'row'"), table3(lambda t: t["sections"][0].__setitem__("row", []))),
+    *[Case(f"registry-metrics-{name}", "run", f"{DRY} --registry {{root}}/registry", 2,
+           ("table3: metrics", "must be a list of names"), table3(lambda t, v=value: set_key(t, "metrics", v)))
+      for name, value in (("nested-list", [["nme"]]), ("text", "nme"), ("a-number", 3))],
+    *[Case(f"registry-paper-{name}", "run", f"{DRY} --registry {{root}}/registry", 2,
+           ("row 'DAD-3DNet' paper value nme=", "is not a number"),
+           first_row(lambda rows, v=value: rows[0]["paper"].__setitem__("nme", v)))
+      for name, value in (("text", "1.9%"), ("value-a-list", [1.9]), ("a-bool", True))],
+    Case("registry-paper-a-list", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("row 'DAD-3DNet' paper [1.9]", "must map metrics to numbers"),
+         first_row(lambda rows: rows[0].__setitem__("paper", [1.9]))),
+    Case("registry-title-a-number", "run", f"{DRY} --registry {{root}}/registry", 2, ("table3: title 3", "must be text"),
+         table3(lambda t: set_key(t, "title", 3))),
+    Case("registry-split-a-number", "run", f"{DRY} --registry {{root}}/registry", 2, ("table3: split 1", "must be text"),
+         table3(lambda t: set_key(t, "split", 1))),
+    Case("registry-efficiency-text", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3: efficiency 'yes'", "true or false"), table3(lambda t: set_key(t, "efficiency", "yes"))),
+    Case("registry-figures-text", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3: figures", "must be a list of names"), table3(lambda t: set_key(t, "figures", "deltas"))),
+    Case("registry-steps-a-mapping", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("table3: steps", "is not a list of"), table3(lambda t: set_key(t, "steps", {"from": "baseline"}))),
+    Case("registry-step-metrics-text", "run", f"{DRY} --registry {{root}}/registry", 2,
+         ("step metrics", "must be a list of names"), table3(lambda t: t["steps"][0].__setitem__("metrics", "nme"))),
+    # ---- issue 28: the command line refuses before anything is submitted ----------------------------
+    Case("run-only-empty", "run", f"{DRY} --only=", 2, ("--only ''", "names no variant", "dad3dnet")),
+    Case("run-only-commas", "run", f"{DRY} --only=,", 2, ("--only ','", "names no variant")),
+    Case("status-seeds-zero", "run", f"status table3 {RUN} --seeds 0", 2, ("--seeds=0",)),
+    Case("report-seeds-zero", "run", f"report table3 {RUN} --seeds 0", 2, ("--seeds=0",)),
+    Case("run-seeds-huge", "run", f"{DRY} --seeds 100000", 2, ("--seeds=100000", "at most 100", "retrains every row")),
+    Case("status-seeds-huge", "run", f"status table3 {RUN} --seeds 100000", 2, ("--seeds=100000", "at most 100")),
+    *[Case(f"run-{flag}-empty", "run", f"table3 --profile smoke --dry-run --{flag}=", 2,
+           (f"--{flag}", "'' is empty: give a path"))
+      for flag in ("results", "reports", "work", "jobs", "registry")],
+    Case("run-cluster-empty-path", "run", f"{DRY} --executor slurm --cluster=", 2, ("--cluster", "'' is empty")),
+    Case("run-check-on-a-table", "run", f"{DRY} --check", 2, ("--check does nothing with 'table3'", "report")),
+    Case("status-only", "run", f"status table3 {RUN} --only dad3dnet", 2, ("--only does nothing with 'status'",)),
+    Case("status-force", "run", f"status table3 {RUN} --force", 2, ("--force does nothing with 'status'",)),
+    Case("report-dry-run", "run", f"report table3 {RUN} --dry-run", 2, ("--dry-run does nothing with 'report'",)),
+    Case("list-estimate", "run", "list --estimate", 2, ("--estimate does nothing with 'list'",)),
+    Case("run-cluster-empty-file", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+         ("cluster.yaml is empty", "set at least partition"), cluster_file("")),
+    Case("run-cluster-only-comments", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+         ("cluster.yaml is empty",), cluster_file("# partition: gpu\n")),
+    Case("run-cluster-duplicate-key", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+         ("duplicate key 'partition'",), cluster_file("partition: a\npartition: b\n")),
+    Case("run-cluster-not-utf8", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+         ("cluster.yaml is not UTF-8",), write("cluster.yaml", b"partition: caf\xe9\n")),
+    Case("run-train-set-below-one-batch", "run", f"{DRY} --set data.n_train=8", 2,
+         ("data.n_train=8 is smaller than one batch", "train.batch_size=16", "nothing was submitted")),
+    Case("run-image-size-not-divided-by-stride", "run", f"{DRY} --set data.image_size=48 --set model.backbone_stride=32",
+         2, ("data.image_size=48 is not a multiple of model.backbone_stride=32", "e.g. 32")),
+    Case("run-readme-example-says-the-fix", "run",
+         "table3 --dry-run --results {root}/r --set train.epochs=16 --set train.lr=1e-3", 2,
+         ("train.lr_drop_epoch=43", "add --set train.lr_drop_epoch=11")),
+    Case("run-readme-example-fixed", "run", "table3 --dry-run --results {root}/r --set train.epochs=16 "
+         "--set train.lr=1e-3 --set train.lr_drop_epoch=11 --set train.lr_second_drop_epoch=13", 0,
+         ("16 epochs", "evaluated on dad3dheads/val")),
+    # ---- issue 28: scoring ---------------------------------------------------------------------------
+    Case("make-gt-empty-split", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+         ("val.json lists no items",), split_copy(lambda d: (d / "val.json").write_text("[]"))),
+    Case("make-gt-nan-vertex", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+         ("val_001.json of item val_001", "1 non-finite vertex"), split_copy(annotation_vertex(float("nan")))),
+    Case("make-gt-text-vertex", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+         ("val_001", "not a numeric array"), split_copy(annotation_vertex("0.1"))),
+    Case("score-gt-nan-vertex", "benchmark", SCORE, 1, ("val_001: the ground-truth vertices hold 1 non-finite",),
+         scoring(mutate_gt=gt_vertex(float("nan")))),
+    Case("score-gt-vertices-missing", "benchmark", SCORE, 1, ("val_001: the ground-truth vertices",),
+         scoring(mutate_gt=lambda gt: gt[1].pop("vertices"))),
+    Case("score-rotation-text", "benchmark", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
+         scoring(set_in_pred("rotation_matrix", [["1", "0", "0"], ["0", "1", "0"], ["0", "0", "1"]]))),
+    Case("score-rotation-bools", "benchmark", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
+         scoring(set_in_pred("rotation_matrix", [[True, False, False], [False, True, False], [False, False, True]]))),
+    Case("score-seven-landmarks-text", "benchmark", SCORE, 1, ("val_001: '7_landmarks_3d' is not a numeric array",),
+         scoring(set_in_pred("7_landmarks_3d", [["0.1", "0.2", "0.3"]] * 7))),
 ]
 
 

@@ -116,8 +116,11 @@ def make_gt(split_dir: str | Path) -> list[dict]:
 def _vertices_problem(vertices: object) -> str | None:
     """Why GT vertices cannot be scored against (not numbers, not Nx3, not finite), or None."""
     try:
-        array = np.asarray(vertices, dtype=np.float64)
+        raw = np.asarray(vertices)
+        array = raw.astype(np.float64)
     except (TypeError, ValueError):
+        return "are not a numeric array"
+    if raw.dtype.kind not in "iuf":         # text ("0.1") would be read as a number
         return "are not a numeric array"
     if array.ndim != 2 or array.shape[1] != 3:
         return f"have shape {array.shape}, expected (N, 3)"
