@@ -20,7 +20,7 @@ REGISTRY_DIR = Path(__file__).parent / "registry"
 DEFAULT_PROFILE = "converged"    # the longest profile; its Table 3 runs pass the convergence test
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
 PROFILE_KEYS = {"base", "description", "benchmark_note", "verdicts_beside", "model", "data", "train"}
-TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures"}
+TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures", "note"}
 ROW_KEYS = {"label", "variant", "paper"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
 CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
@@ -83,6 +83,7 @@ class TableSpec:
     sections: tuple[Section, ...]
     steps: tuple[Step, ...]
     figures: tuple[str, ...] = ()
+    note: str = ""                   # printed under the table (e.g. which loss each row trained with)
 
     @property
     def rows(self) -> list[Row]:
@@ -342,6 +343,8 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
     for key in ("title", "split"):
         if not isinstance(raw[key], str):
             raise RegistryError(f"{where}: {key} {raw[key]!r} must be text")
+    if not isinstance(raw.get("note", ""), str):
+        raise RegistryError(f"{where}: note {raw['note']!r} must be text (quote it)")
     metrics = tuple(_names(raw.get("metrics"), f"{where}: metrics"))
     for metric in metrics:
         if metric not in METRICS:
@@ -397,7 +400,8 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
             raise RegistryError(f"{where}: unknown figure '{figure}' for a {raw['kind']}{did} "
                                 f"(valid: {list(FIGURES[raw['kind']])})")
     return TableSpec(name, str(raw["title"]), raw["kind"], raw["dataset"], str(raw["split"]), metrics,
-                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps), figures)
+                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps), figures,
+                     str(raw.get("note", "")).strip())
 
 
 def _check_profile(name: str, raw: dict) -> None:

@@ -65,7 +65,8 @@ def results_tables(ctx: TableContext) -> list[str]:
         if section.name:
             lines += [f"## {section.name}", ""]
         lines += [md_table(header, rows), ""]
-    notes = [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
+    notes = [spec.note, ""] if spec.note else []
+    notes += [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
              f"{stats.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
              "validation points (robust to a noisy last epoch); in brackets its "
              "mean relative change over seeds (unknown: no validation curve stored)."]
