@@ -241,3 +241,100 @@ def test_kill_9_of_the_submitter_then_rerun_trains_nothing_twice(tmp_path, capsy
     finally:
         if job_pid and runlock.holder(work):
             os.kill(job_pid, signal.SIGKILL)
+
+
+# ---- issue 28 (round two) ------------------------------------------------------------------------
+
+def test_a_folder_holding_another_runs_results_is_redone_with_its_own_numbers(fake, capsys):
+    tmp = fake
+    assert run.main(_argv(tmp)) == 0
+    mine, other = (store.run_dir(tmp / "results", "smoke", rid) for rid in _run_ids())
+    store.update_meta(mine, run_id=other.name)          # a copied folder: the meta names the other run
+    eval_file = mine / "eval-dad3dheads-val.json"
+    eval_file.write_text(eval_file.read_text().replace('"nme": 9.0', '"nme": 4.25'))
+    assert not any(store.collect(tmp / "results", "smoke")["nme"] == 4.25)     # never shown under this row
+    capsys.readouterr()
+    assert run.main(_argv(tmp)) == 0
+    assert f"redo {mine.name}" in capsys.readouterr().err
+    assert store.read_meta(mine)["run_id"] == mine.name
+    assert json.loads(eval_file.read_text())["aggregate"]["nme"] == 9.0
+
+
+def test_the_table_command_prints_its_verdicts(fake, capsys):
+    assert run.main(_argv(fake)) == 0
+    out = capsys.readouterr().out
+    steps = load_registry().table("table3").steps
+    assert f"table3: {steps[0].from_label} -> {steps[0].to_label}, {steps[0].metrics[0]}:" in out
+
+
+def test_a_failed_job_prints_its_own_error_not_only_its_log(tmp_path):
+    from experiments import launch
+    job = launch.RunJob("r1", "smoke", 0, ("v",), {}, (), str(tmp_path / "results"), str(tmp_path / "work"))
+    store.write_meta(job.result_dir, {"status": "failed", "error": "DatasetError: image x.png is missing"})
+    exc = RuntimeError("Job (task=0) failed during processing with trace:\n...\nYou can check full logs with "
+                       "'job.stderr(0)' and 'job.stdout(0)'or at paths:\n  - /jobs/123_0_log.err")
+    line = launch.job_error(job, exc)
+    assert line.startswith("DatasetError: image x.png is missing") and "123_0_log.err" in line
+
+
+def test_torch_save_on_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    def full(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+    monkeypatch.setattr(torch, "save", full)
+    path = tmp_path / "work" / "checkpoint.pt"
+    with pytest.raises(atomic.DiskFullError, match=f"cannot write {path}.*is its disk full"):
+        atomic_save({"a": 1}, path)
+    assert list(path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["--reports", "data.root", "--jobs"])
+def test_a_full_disk_under_a_folder_names_the_folder_and_the_option(tmp_path, what):
+    folder = tmp_path / "out"
+    with pytest.raises(atomic.DiskFullError) as caught, atomic.naming_folder(folder, what):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert what in str(caught.value) and str(folder) in str(caught.value)
+    assert run.describe_os_error(caught.value).count(str(folder)) >= 1
+
+
+def test_a_full_jobs_folder_leaves_no_empty_pickle(tmp_path):
+    from experiments import launch
+    jobs = tmp_path / "jobs"
+    (jobs / "1").mkdir(parents=True)
+    (jobs / "1" / "kept.pkl").write_bytes(b"whole")
+    with pytest.raises(atomic.DiskFullError, match="--jobs"), launch.jobs_folder(jobs):
+        (jobs / "2").mkdir()
+        (jobs / "2" / "2_submitted.pkl").write_bytes(b"")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert [p.name for p in jobs.rglob("*.pkl")] == ["kept.pkl"]
+
+
+def test_ctrl_c_stops_a_local_controller_without_a_traceback(tmp_path):
+    env = {**os.environ, "SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_COMMAND": f"{sys.executable} -c "
+           "'import time; time.sleep(60)'", "SUBMITIT_LOCAL_TIMEOUT_S": "120", "SUBMITIT_LOCAL_SIGNAL_DELAY_S": "5",
+           "SUBMITIT_STDERR_TO_STDOUT": "", "SUBMITIT_LOCAL_WITH_SHELL": "", "SUBMITIT_LOCAL_NODEID": "0",
+           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_EXECUTOR": "local",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.local_controller", str(tmp_path)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not list(tmp_path.glob("*_log.out")) and time.time() < deadline:     # its task has started
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_local_jobs_run_under_the_quiet_controller(tmp_path):
+    import submitit
+
+    from experiments import launch
+    ex = submitit.LocalExecutor(folder=tmp_path / "%j")
+    ex.update_parameters(timeout_min=2)
+    with launch._quiet_controllers():
+        job = ex.submit(int, "1")      # a builtin: the job's interpreter can unpickle it
+    assert "experiments.local_controller" in job._process.args and job.result() == 1
