@@ -1,5 +1,7 @@
-"""Trans3DHead against DAD-3DNet at the same input size: inference throughput and peak memory,
-measured side by side in one run (the paper reports 115 vs 112 FPS on a V100 at 256 px, ResNet-50)."""
+"""Trans3DHead against DAD-3DNet at the same input size: parameters, GFLOPs (batch 1), inference throughput
+and peak memory, measured side by side in one run (the paper reports 115 vs 112 FPS on a V100 at 256 px,
+ResNet-50). ``--batch 1`` alone gives the parameters and FLOPs in seconds on a CPU: at 256 px, ResNet-50,
+Trans3DHead 42.03 M / 12.79 GFLOPs, DAD-3DNet with the official BiFPN 32.81 M / 15.72 GFLOPs (docs/fidelity.md R1)."""
 from __future__ import annotations
 
 import argparse
