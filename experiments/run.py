@@ -284,7 +284,7 @@ def _seed_words(registry, args) -> str:
                     store.collect(args.results, args.profile))
     shown = sorted({seed for name in _table_names(registry, args.target)
                     for seed in table_seeds(inputs, registry.table(name))})
-    if len(shown) <= args.seeds:
+    if set(shown) <= set(range(args.seeds)):
         return planned
     return (f"{planned}; the report shows every stored seed ({', '.join(map(str, shown))}): "
             f"--seeds {max(shown) + 1} plans them all")

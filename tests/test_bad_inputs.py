@@ -646,3 +646,51 @@ def test_data_errors_name_the_file_and_item(name, shared, tmp_path):
         dataset[1]
     for needle in needles:
         assert needle in str(caught.value)
+
+
+# ---- issue 28: images and AFLW annotations read as they are, or refused ----------------------------
+
+def _dataset(split_dir: Path, shared):
+    from trans3dhead.data import DAD3DHeadsDataset
+    return DAD3DHeadsDataset(split_dir, shared["flame"], 64, train=False)
+
+
+def test_a_16_bit_grayscale_png_is_decoded_not_white(shared, tmp_path):
+    eight, sixteen = tmp_path / "eight" / "val", tmp_path / "sixteen" / "val"
+    for split_dir in (eight, sixteen):
+        shutil.copytree(shared["split_dir"], split_dir)
+    gray = np.asarray(Image.open(eight / "images" / "val_001.png").convert("L"))
+    Image.fromarray(gray).save(eight / "images" / "val_001.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(sixteen / "images" / "val_001.png")
+    assert Image.open(sixteen / "images" / "val_001.png").mode.startswith("I")
+    wide, narrow = _dataset(sixteen, shared)[1]["image"], _dataset(eight, shared)[1]["image"]
+    assert float(wide.std()) > 0.01 and float((wide - narrow).abs().max()) < 0.02
+
+
+def test_an_image_mode_without_an_rgb_reading_is_refused(shared, tmp_path):
+    from trans3dhead.data import DatasetError
+    split_dir = tmp_path / "val"
+    shutil.copytree(shared["split_dir"], split_dir)
+    Image.fromarray(np.full((40, 40), 0.5, dtype=np.float32)).save(split_dir / "images" / "val_001.tiff")
+    (split_dir / "images" / "val_001.tiff").replace(split_dir / "images" / "val_001.png")
+    with pytest.raises(DatasetError, match="val_001.png of item val_001.*mode F"):
+        _dataset(split_dir, shared)[1]
+
+
+@pytest.mark.parametrize("where", ["pose", "landmarks"])
+def test_an_aflw_annotation_with_nan_is_named_not_dropped_as_a_profile(tmp_path, where):
+    import scipy.io
+
+    from trans3dhead.data import DatasetError
+    from trans3dhead.data.aflw2000 import AFLW2000Dataset
+    pose, points = np.array([[0.1, 0.2, 0.0, 0, 0, 0, 1.0]]), np.ones((3, 68))
+    scipy.io.savemat(tmp_path / "image00002.mat", {"Pose_Para": pose, "pt3d_68": points})
+    if where == "pose":
+        pose = pose.copy()
+        pose[0, 1] = np.nan
+    else:
+        points = points.copy()
+        points[0, 5] = np.nan
+    scipy.io.savemat(tmp_path / "image00004.mat", {"Pose_Para": pose, "pt3d_68": points})
+    with pytest.raises(DatasetError, match="image00004.mat.*non-finite"):
+        AFLW2000Dataset(tmp_path, 64)

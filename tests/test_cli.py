@@ -146,3 +146,29 @@ def test_help_descriptions_keep_the_docstrings_whole_first_paragraph():
     from trans3dhead.cli import summary
     assert summary("One sentence that\n    wraps here.\n\nDetails.") == "One sentence that wraps here."
     assert summary(None) == ""
+
+
+# ---- issue 28: first use -------------------------------------------------------------------------
+
+def test_dry_run_names_the_seeds_the_report_shows_and_prints_no_python_tuples(tmp_path, capsys):
+    registry = load_registry()
+    for seed in (1, 2):
+        run_id = registry.resolve("dad3dnet", "smoke", seed).run_id
+        store.write_meta(store.run_dir(tmp_path / "results", "smoke", run_id),
+                         {"run_id": run_id, "variants": ["dad3dnet"], "seed": seed, "status": "done"})
+    assert run.main(["table3", "--profile", "smoke", "--dry-run", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "--seeds 1: seed 0; the report shows every stored seed (1, 2): --seeds 3 plans them all" in out
+    assert "evaluated on dad3dheads/val" in out and "('" not in out
+
+
+def test_bench_qamem_on_cpu_prints_no_cuda_error(capfd):
+    import torch
+
+    from experiments.bench.qamem import main
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the CPU profiler's message does not arise")
+    assert main(["--queries", "4", "--grid", "2", "--d-model", "8", "--heads", "2", "--batch", "1",
+                 "--repeats", "1", "--device", "cpu"]) == 0
+    out, err = capfd.readouterr()
+    assert "peak" in out and "gpuGetDeviceCount" not in out + err and "ERROR" not in err
