@@ -96,3 +96,45 @@ def test_efficiency_timed_inside_an_older_evaluation_is_measured_again(tmp_path)
     assert store.read_efficiency(out) is None
     assert store.run_problems(out, (("dad3dheads", "val"),), measure_efficiency=True) == [store.NO_EFFICIENCY]
     assert store.collect(tmp_path, "cpu").loc[0, ["params", "fps_b1"]].isna().all()
+
+
+# ---- issue 28: what the store reads is checked against what it expects ----------------------------
+
+def test_collect_never_shows_a_folder_whose_meta_names_another_run(tmp_path):
+    out = _write(tmp_path / "cpu", "aaaaaaaaaa", {"nme": 1.5})
+    store.update_meta(out, run_id="bbbbbbbbbb")
+    with pytest.warns(store.CorruptResultWarning, match="belongs to run 'bbbbbbbbbb'"):
+        frame = store.collect(tmp_path, "cpu")
+    assert frame.empty
+    assert store.training_problems(out, [("dad3dheads", "val")]) and store.clear_foreign(out)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("aggregate, rows, message", [
+    ({"nme": 1.5, "n_items": 20}, 19, "has 19 row(s) but"),
+    ({"nme": -0.1}, 20, "'nme' is -0.1"),
+    ({"nme": 1.0, "z5": 1.2}, 20, "'z5' is 1.2"),
+    ({"nme": 1.0, "pose_error": -1.0}, 20, "'pose_error' is -1.0"),
+    ({"nme": float("nan")}, 20, "'nme' is nan"),
+    ({"n_items": 20}, 20, "holds none of the metrics"),
+])
+def test_an_impossible_or_partial_evaluation_is_a_problem_and_not_collected(tmp_path, aggregate, rows, message):
+    out = tmp_path / "cpu" / "r1"
+    store.write_meta(out, {"variants": ["v"], "seed": 0, "status": "done"})
+    per = pd.DataFrame({"item_id": [f"i{k}" for k in range(rows)], "nme": np.ones(rows)})
+    store.write_evaluation(out, "dad3dheads", "val", aggregate, per, None, {})
+    assert message in store.evaluation_problem(out, "dad3dheads", "val")
+    with pytest.warns(store.CorruptResultWarning):
+        frame = store.collect(tmp_path, "cpu")
+    assert frame["nme"].isna().all()
+
+
+def test_every_committed_result_still_validates():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "results"
+    checked = 0
+    for path in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        evaluations = [tuple(f.stem.split("-", 2)[1:]) for f in path.glob("eval-*.json")]
+        assert store.corrupt_files(path, evaluations) == [], path
+        checked += 1
+    assert checked > 0
