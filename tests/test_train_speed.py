@@ -1,4 +1,5 @@
 """The training loop's speed contracts: no host synchronisation per step, deferred NaN checks, loader."""
+import re
 import sys
 
 import pytest
@@ -114,4 +115,24 @@ def test_bench_train_prints_phases_and_the_ratio_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.strip().startswith("backward") for line in lines)
     assert any("JPEG photographs" in line and "draft decode" in line for line in lines)
-    assert lines[-1].startswith("train/fwd-bwd: ") and lines[-1].endswith(("cpu, bf16)", "cpu, fp32)"))
+    ratio = next(line for line in lines if line.startswith("train/fwd-bwd: "))
+    assert ratio.endswith(("cpu, bf16)", "cpu, fp32)"))
+    rates = next(line for line in lines if line.startswith("step: "))
+    assert re.search(r"[0-9.]+ GFLOP .* [0-9.]+ GFLOP/s in the loop.*bf16 [0-9]+ GFLOP/s, fp32 [0-9]+ GFLOP/s", rates)
+    # the last line: what one run of the profile costs, from the measured step and epoch-end times
+    assert re.fullmatch(r"run cost: \d+ s on 1 core \(6 steps x \d+ ms \+ \d+ s validation\) for smoke/trans3dhead",
+                        lines[-1]), lines[-1]
+
+
+def test_step_gflop_counts_the_models_matmuls_and_convolutions():
+    from experiments.bench.phases import ResidentStep, matmul_gflop_per_s, step_gflop
+    from experiments.bench.train import resolve_config
+    step = ResidentStep(resolve_config("smoke", "trans3dhead", "cpu", []), torch.device("cpu"), False)
+    gflop = step_gflop(step)
+    # forward+backward is about 3x the forward's FLOP: more than the forward alone counts
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step.model(step.batch["image"])
+    assert 2.0 < gflop / (counter.get_total_flops() / 1e9) < 4.0
+    assert matmul_gflop_per_s(torch.float32, size=128, repeats=2) > 0

@@ -105,6 +105,28 @@ class ResidentStep:
         return time.perf_counter() - started
 
 
+def step_gflop(step: ResidentStep) -> float:
+    """GFLOP of one forward+backward+step as torch's FlopCounterMode counts it (matmuls, convolutions,
+    attention; elementwise ops count zero, so the achieved rate is a lower bound on the work done)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflop_per_s(dtype: torch.dtype, size: int = 1024, repeats: int = 20) -> float:
+    """This core's (threads') square matmul rate in ``dtype``: the ceiling a step's GFLOP/s is read against."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
+
+
 def fwd_bwd_images_per_s(cfg: RunConfig, steps: int, device: torch.device, bf16: bool) -> float:
     """Images/s of :class:`ResidentStep` over ``steps`` steps after three warm-up steps."""
     step = ResidentStep(cfg, device, bf16)
