@@ -301,3 +301,12 @@ def test_tables_1_and_8_say_which_losses_each_row_trained_with(table, tmp_path):
     assert "Chamfer" in note
     report.write_reports(REGISTRY, "smoke", [table], tmp_path / "results", tmp_path / "reports")
     assert note in (tmp_path / "reports" / "smoke" / f"{table}.md").read_text()
+
+
+def test_dad3dnet_with_a_1x1_p7_level_refuses_batch_1_training_by_name():
+    """The official P7 has BatchNorm: at 64 px or less it is 1x1, so batch 1 cannot train; the config says so."""
+    raw = {"model": {"arch": "dad3dnet"}, "data": {"image_size": 64}, "train": {"batch_size": 1}}
+    with pytest.raises(ValueError, match="train.batch_size >= 2"):
+        RunConfig.from_dict(raw)
+    RunConfig.from_dict({**raw, "train": {"batch_size": 2}})
+    RunConfig.from_dict({**raw, "data": {"image_size": 80}})

@@ -61,8 +61,9 @@ def test_parameter_layouts(n_params, flame_dir):
     for arch in ("trans3dhead", "dad3dnet"):
         cfg = ModelConfig(arch=arch, n_params=n_params, backbone="resnet18", backbone_stride=8, d_model=32, nheads=4,
                           dim_feedforward=32, neck_channels=16, bifpn_layers=1, head_hidden=16)
-        out = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))(torch.randn(1, 3, IMAGE, IMAGE))
-        assert out["params"].shape == (1, n_params)
+        # batch 2: training-mode BN at DAD-3DNet's 1x1 P7 level (stride 64) needs two values per channel
+        out = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))(torch.randn(2, 3, IMAGE, IMAGE))
+        assert out["params"].shape == (2, n_params)
         assert torch.all(out["params"][:, :layout.n_shape_like].abs() <= 3.0)
 
 

@@ -242,6 +242,10 @@ class RunConfig:
                 raise ConfigError(f"loss.{name}={weight} must be a finite number >= 0")
         if self.model.arch == "dad3dnet" and self.model.branches != ("landmark", "3dmm"):
             raise ConfigError("model.branches applies to trans3dhead only; remove it from the dad3dnet variant")
+        if self.model.arch == "dad3dnet" and self.train.batch_size == 1 and self.data.image_size <= 64:
+            # the official neck's P7 (stride 64) has BN: one value per channel cannot be normalised in training
+            raise ConfigError(f"dad3dnet at data.image_size={self.data.image_size} has a 1x1 P7 level, whose "
+                              "BatchNorm needs train.batch_size >= 2 (or data.image_size >= 80)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
