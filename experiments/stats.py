@@ -205,3 +205,63 @@ def change_within(change: float | None, tol: float = CONVERGENCE_TOL) -> bool | 
     if change is None:
         return None
     return bool(np.isfinite(change) and abs(change) <= tol)
+
+
+class CrossedDelta(NamedTuple):
+    """Mean over seeds and images of per-image differences d[s, i] (variant B - variant A, seed s paired
+    across the two variants) and its interval under the crossed model of docs/statistics.md:
+    d[s, i] = mu + a_s + b_i + e_si, a ~ (0, s2_seed), b ~ (0, s2_image), e ~ (0, s2_res), so
+    Var(mean) = s2_seed/S + s2_image/n + s2_res/(S n)."""
+    delta: float
+    se: float
+    df: float
+    n_seeds: int
+    n_items: int
+    images_only: bool                       # one seed: the seed term cannot be estimated, images only
+
+    def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        if not (np.isfinite(self.se) and np.isfinite(self.df) and self.df > 0):
+            return math.nan, math.nan
+        half = float(stats.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        return self.delta - half, self.delta + half
+
+    def p_value(self) -> float:
+        """Two-sided p of delta = 0 from the same t model (1.0 for a zero delta with zero spread)."""
+        if not (np.isfinite(self.se) and np.isfinite(self.df) and self.df > 0):
+            return math.nan
+        if self.se == 0:
+            return 1.0 if self.delta == 0 else 0.0
+        return float(2 * stats.t.sf(abs(self.delta) / self.se, self.df))
+
+
+def crossed_delta(d: np.ndarray) -> CrossedDelta:
+    """Two-way ANOVA (seed x image, one value per cell) of the S x n matrix of per-image differences.
+
+    Expected mean squares: E[MS_seed] = n s2_seed + s2_res, E[MS_image] = S s2_image + s2_res,
+    E[MS_res] = s2_res, so Var(mean) = (MS_seed + MS_image - MS_res) / (S n). A negative variance
+    component is set to zero (MS_seed or MS_image floored at MS_res), which keeps the estimate at least
+    max(MS_seed, MS_image, MS_res) / (S n). df by Satterthwaite on that linear combination of mean squares.
+    With one seed, Var(mean) = var(d) / n on n - 1 df (images only).
+    """
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    n_seeds, n_items = d.shape
+    if d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"crossed_delta needs a finite seeds x images matrix, got shape {d.shape} "
+                         f"with {int((~np.isfinite(d)).sum())} non-finite values; drop images not scored by every run")
+    mean = float(d.mean())
+    if n_items < 2:
+        return CrossedDelta(mean, math.nan, math.nan, n_seeds, n_items, n_seeds == 1)
+    if n_seeds == 1:
+        var = float(d[0].var(ddof=1))
+        return CrossedDelta(mean, math.sqrt(var / n_items), float(n_items - 1), 1, n_items, True)
+    seed_means, item_means = d.mean(axis=1), d.mean(axis=0)
+    df_s, df_i, df_r = n_seeds - 1, n_items - 1, (n_seeds - 1) * (n_items - 1)
+    ms_s = n_items * float(((seed_means - mean) ** 2).sum()) / df_s
+    ms_i = n_seeds * float(((item_means - mean) ** 2).sum()) / df_i
+    ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / df_r
+    terms = [(max(ms_s, ms_r), df_s), (max(ms_i, ms_r), df_i), (-ms_r, df_r)]
+    total = sum(t for t, _ in terms)
+    if total <= 0:
+        return CrossedDelta(mean, 0.0, math.inf, n_seeds, n_items, False)
+    df = total ** 2 / sum(t ** 2 / k for t, k in terms)
+    return CrossedDelta(mean, math.sqrt(total / (n_seeds * n_items)), float(df), n_seeds, n_items, False)
