@@ -189,6 +189,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"                     # auto | cpu | cuda
     eval_every: int = 1                      # epochs between validation-curve points
+    # the per-epoch validation curve scores the first curve_items validation images (0 = all): a large
+    # evaluation set for the reports' intervals need not slow every epoch down (issue 27)
+    curve_items: int = introduced(0)
     inject_nan_at_step: int = -1             # fault injection for reliability tests; -1 = never
     # How the loop executes, not what it computes (left out of the run id; see registry.EXECUTION_ONLY):
     sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
@@ -220,6 +223,8 @@ class TrainConfig:
                               f"train.epochs={self.epochs}; 0 turns it off")
         if self.eval_every < 1:
             raise ConfigError(f"train.eval_every={self.eval_every} must be >= 1")
+        if self.curve_items < 0:
+            raise ConfigError(f"train.curve_items={self.curve_items}: use 0 (every validation image) or a count > 0")
         if self.sync_every < 1:
             raise ConfigError(f"train.sync_every={self.sync_every} must be >= 1")
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from trans3dhead.atomic import atomic_write_text
@@ -83,12 +83,16 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     bf16 = use_bf16(tc.amp, device)
     seed_everything(tc.seed)
     clock = clock or NoClock()
-    channels_last = tc.channels_last and device.type == "cuda"
+    # channels_last on CPU too: oneDNN's NHWC convolutions and max-pool are faster there as well (issue 26)
+    channels_last = tc.channels_last and device.type in ("cuda", "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True      # fixed input sizes: pick the fastest kernels once
 
     train_set = build_dataset(cfg.data, "dad3dheads", "train", train=True, seed=tc.seed)
-    val_loader = eval_loader(build_dataset(cfg.data, "dad3dheads", "val", train=False, seed=tc.seed), tc.batch_size)
+    val_set = build_dataset(cfg.data, "dad3dheads", "val", train=False, seed=tc.seed)
+    if 0 < tc.curve_items < len(val_set):      # the curve on a fixed prefix: the same images every epoch
+        val_set = Subset(val_set, range(tc.curve_items))
+    val_loader = eval_loader(val_set, tc.batch_size)
     flame_dir = flame_dir_for(cfg.data)
     ckpt_path = workdir / CHECKPOINT
     resume = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
