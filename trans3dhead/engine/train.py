@@ -83,8 +83,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     bf16 = use_bf16(tc.amp, device)
     seed_everything(tc.seed)
     clock = clock or NoClock()
-    # channels_last on CPU too: oneDNN's NHWC convolutions and max-pool are faster there as well (issue 26)
-    channels_last = tc.channels_last and device.type in ("cuda", "cpu")
+    channels_last = tc.channels_last and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True      # fixed input sizes: pick the fastest kernels once
 
