@@ -137,4 +137,6 @@ def test_every_committed_result_still_validates():
         evaluations = [tuple(f.stem.split("-", 2)[1:]) for f in path.glob("eval-*.json")]
         assert store.corrupt_files(path, evaluations) == [], path
         checked += 1
-    assert checked > 0
+    if not checked:
+        import pytest
+        pytest.skip("no committed results: issue 25 retired them; the evidence issue (30) commits the new runs")
