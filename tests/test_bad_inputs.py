@@ -207,6 +207,7 @@ def set_key(data: dict, key: str, value) -> None:
 
 RUN = "--profile smoke --results {root}/results --reports {root}/reports --work {root}/work --jobs {root}/jobs"
 DRY = f"table3 {RUN} --dry-run"
+WITH_CLUSTER_FILE = f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml"   # the cases write cluster.yaml
 SCORE = "score --gt {root}/gt.json --pred {root}/pred.json --flame-dir {flame}"
 HUGE = np.full((68, 2), 1e308).tolist()
 
@@ -225,17 +226,17 @@ CASES = [
     Case("run-extra-argument", "run", f"table3 extra {RUN} --dry-run", 2, ("unexpected argument 'extra'",)),
     Case("run-cluster-missing", "run", f"{DRY} --executor slurm --cluster {{root}}/none.yaml", 2,
          ("none.yaml is missing",)),
-    Case("run-cluster-not-yaml", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-not-yaml", "run", WITH_CLUSTER_FILE, 2,
          ("not valid YAML",), cluster_file("partition: [debug\n")),
-    Case("run-cluster-a-list", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-a-list", "run", WITH_CLUSTER_FILE, 2,
          ("expected a mapping",), cluster_file("- debug\n")),
-    Case("run-cluster-unknown-key", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-unknown-key", "run", WITH_CLUSTER_FILE, 2,
          ("unknown key 'partiton'", "partition"), cluster_file("partiton: debug\n")),
-    Case("run-cluster-memory-text", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-memory-text", "run", WITH_CLUSTER_FILE, 2,
          ("mem_gb='lots'",), cluster_file("partition: debug\nmem_gb: lots\n")),
-    Case("run-cluster-gpus-negative", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-gpus-negative", "run", WITH_CLUSTER_FILE, 2,
          ("gpus_per_node=-1",), cluster_file("partition: debug\ngpus_per_node: -1\n")),
-    Case("run-cluster-setup-not-list", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-setup-not-list", "run", WITH_CLUSTER_FILE, 2,
          ("setup must be a list",), cluster_file("partition: debug\nsetup: module load cuda\n")),
     Case("run-cluster-gpu-device-no-gpus", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml "
          "--registry {root}/registry", 2, ("train.device is cuda", "gpus_per_node"),
@@ -538,13 +539,13 @@ CASES = [
     Case("status-force", "run", f"status table3 {RUN} --force", 2, ("--force does nothing with 'status'",)),
     Case("report-dry-run", "run", f"report table3 {RUN} --dry-run", 2, ("--dry-run does nothing with 'report'",)),
     Case("list-estimate", "run", "list --estimate", 2, ("--estimate does nothing with 'list'",)),
-    Case("run-cluster-empty-file", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-empty-file", "run", WITH_CLUSTER_FILE, 2,
          ("cluster.yaml is empty", "set at least partition"), cluster_file("")),
-    Case("run-cluster-only-comments", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-only-comments", "run", WITH_CLUSTER_FILE, 2,
          ("cluster.yaml is empty",), cluster_file("# partition: gpu\n")),
-    Case("run-cluster-duplicate-key", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-duplicate-key", "run", WITH_CLUSTER_FILE, 2,
          ("duplicate key 'partition'",), cluster_file("partition: a\npartition: b\n")),
-    Case("run-cluster-not-utf8", "run", f"{DRY} --executor slurm --cluster {{root}}/cluster.yaml", 2,
+    Case("run-cluster-not-utf8", "run", WITH_CLUSTER_FILE, 2,
          ("cluster.yaml is not UTF-8",), write("cluster.yaml", b"partition: caf\xe9\n")),
     Case("run-train-set-below-one-batch", "run", f"{DRY} --set data.n_train=8", 2,
          ("data.n_train=8 is smaller than one batch", "train.batch_size=16", "nothing was submitted")),
