@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 PNG_METADATA = {"Software": None}                 # matplotlib would stamp its version otherwise
-VERDICT_COLOURS = {"holds": "tab:green", "reversed": "tab:red"}
+VERDICT_COLOURS = {"holds": "tab:green", "reversed": "tab:red", "smaller than the paper's change": "tab:blue"}
 AXIS_COLOURS = ("red", "green", "blue")           # the head's x, y, z axes
 
 
@@ -161,7 +161,7 @@ def ablation_deltas(rows: pd.DataFrame, path: Path) -> Path:
         part = rows[rows["metric"] == metric].reset_index(drop=True)
         y = -np.arange(len(part))
         for yi, (_, row) in zip(y, part.iterrows()):
-            colour = VERDICT_COLOURS.get(str(row["verdict"]).split(" (")[0], "tab:gray")
+            colour = next((c for kind, c in VERDICT_COLOURS.items() if str(row["verdict"]).startswith(kind)), "tab:gray")
             ax.errorbar([row["delta"]], [yi], xerr=[[row["delta"] - row["lo"]], [row["hi"] - row["delta"]]],
                         fmt="o", ms=4, c=colour, capsize=2)
         ax.axvline(0, c="black", lw=0.8)
@@ -169,7 +169,7 @@ def ablation_deltas(rows: pd.DataFrame, path: Path) -> Path:
         ax.set_ylim(y.min() - 0.6, 0.6)
         ax.set_title(metric, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("change after − before, 95% interval (paired bootstrap over images + seed noise)\n"
-                 "green: paper's direction holds, red: reversed, grey: not distinguishable from noise", fontsize=8)
+    fig.suptitle("change after − before, 95% interval (crossed seed × image model)\n"
+                 "green: holds, red: reversed (Holm p < 0.05); blue: smaller than the paper's change (TOST); grey: noise", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

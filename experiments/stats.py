@@ -1,13 +1,12 @@
-"""Statistics of the reports: intervals over seeds, paired deltas over images, verdicts, convergence.
+"""Statistics of the reports: row intervals over seeds, each ablation step's change under a crossed seed x image
+model, multiplicity (Holm), power (the minimal detectable effect and the design that would resolve a claim),
+equivalence (TOST), the probability of improvement, and convergence. The derivations: docs/statistics.md.
 
-Two sources of noise separate an ablation's two numbers: which images were evaluated (a paired
-bootstrap over the same images measures it) and which seed trained each model (only repeated seeds
-measure it). With two or three seeds a row's own spread is a poor estimate (a 2-seed bootstrap
-"interval" is just the two values), so the seed-to-seed SD is pooled over every row of a table, as
-in a one-way ANOVA, and intervals use Student's t with the pooled degrees of freedom. Without a
-repeated seed anywhere in the table, seed noise is unknown and the intervals cover images only.
-
-Every bootstrap draws from a fixed random_state, so a report regenerated from the same results is
+A row's cell is the mean over seeds of each run's mean over its images, with a t-interval whose seed-to-seed SD
+is pooled over the table's rows (images fixed: every row is scored on the same images). An ablation step is a
+difference between two rows on the same images and seeds, so its interval comes from ``crossed_delta`` on the
+seeds x images matrix of per-image differences, where seed s is paired across the two variants and the images
+are a random draw from the benchmark. Everything is closed-form: a report regenerated from the same results is
 byte-for-byte identical.
 """
 from __future__ import annotations
@@ -20,14 +19,18 @@ import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 2000
-RANDOM_STATE = 0
+ALPHA = 0.05                 # family-wise, per table (Holm), for a "holds" / "reversed"
+POWER = 0.8                  # of the minimal detectable effect
+MAX_SEEDS = 100              # the projections stop here: beyond it a claim is not worth resolving by seeds
+MAX_IMAGES = 1_000_000       # ... or by images
 
 HOLDS = "holds"
 REVERSED = "reversed"
+EQUIVALENT = "smaller than the paper's change"  # TOST: the 90% interval lies within +-|paper's change|
 NOISE = "not distinguishable from noise"
 NO_PAPER_CHANGE = "paper shows no change"       # the paper's two numbers are equal: no direction to check
 NO_PAPER_NUMBER = "paper gives no number"       # e.g. only-3DMM has no NME in Table 7
+VERDICT_KINDS = (HOLDS, REVERSED, EQUIVALENT, NOISE)
 # Convergence: validation NME moved by less than TOL (relative) over the last WINDOW of training, "moved" read
 # from a Theil-Sen line through the window's validation points (``window_change``).
 CONVERGENCE_WINDOW = 0.2
@@ -49,41 +52,6 @@ class SeedNoise(NamedTuple):
     @property
     def known(self) -> bool:
         return self.df >= 1 and np.isfinite(self.sd)
-
-
-class Delta(NamedTuple):
-    """Mean of (after - before) over the images both runs were scored on, with its 95% interval: paired
-    over images, and widened by the seed noise when that is known (``with_seed_noise``)."""
-    delta: float
-    lo: float
-    hi: float
-    n_items: int
-    direction: str                               # "lower" or "higher" is better for this metric
-    with_seed_noise: bool = False
-
-    @property
-    def better(self) -> bool | None:
-        """True: the whole interval is on the better side of 0; False: on the worse side; None: it covers 0."""
-        if not (np.isfinite(self.lo) and np.isfinite(self.hi)) or self.lo <= 0 <= self.hi:
-            return None
-        return (self.hi < 0) == (self.direction == "lower")
-
-
-def _bootstrap(values: np.ndarray):
-    return stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES,
-                           method="percentile", random_state=np.random.default_rng(RANDOM_STATE))
-
-
-def bootstrap_mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean (NaN for < 2 values; a point for constant values,
-    where scipy's resampling is degenerate)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return math.nan, math.nan
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    result = _bootstrap(values)
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def _finite(values) -> np.ndarray:
@@ -120,45 +88,26 @@ def seed_summary(values, noise: SeedNoise | None = None) -> SeedSummary:
     return SeedSummary(mean, mean - half, mean + half)
 
 
-def paired_delta(before: pd.Series | pd.DataFrame, after: pd.Series | pd.DataFrame, *, direction: str,
-                 noise: SeedNoise | None = None) -> Delta:
-    """after - before on the same evaluation images, with a 95% interval.
+def verdict(delta: float, p_adjusted: float, paper_change: float, *, within_margin: bool = False) -> str:
+    """Does our change go the paper's way? ``p_adjusted``: the step's Holm-adjusted p in its table's family;
+    ``paper_change``: the paper's change (its sign gives the direction, its size the equivalence margin);
+    ``within_margin``: TOST found our change smaller than the paper's (``CrossedDelta.within``).
 
-    ``before``/``after``: per-image values indexed by item id; a DataFrame holds one column per seed
-    and is averaged over seeds per image first. Images missing from either side are dropped. Without
-    ``noise`` the interval is the paired percentile bootstrap over images. With it, the bootstrap's
-    standard error over images and the seed noise of the two seed-averaged means add in quadrature:
-    delta ± t(df) * sqrt(se_images² + sd²·(1/seeds_before + 1/seeds_after)).
+    holds / reversed only when the adjusted p < ALPHA; else "smaller than the paper's change" when TOST says so;
+    else "not distinguishable from noise" (which a report always shows beside its detectable effect).
     """
-    if direction not in ("lower", "higher"):
-        raise ValueError(f"direction must be 'lower' or 'higher', not {direction!r}")
-    seeds = [x.shape[1] if isinstance(x, pd.DataFrame) else 1 for x in (before, after)]
-    before, after = (x.mean(axis=1) if isinstance(x, pd.DataFrame) else x for x in (before, after))
-    joined = pd.concat([before.rename("before"), after.rename("after")], axis=1, join="inner").dropna()
-    diff = (joined["after"] - joined["before"]).to_numpy(dtype=float)
-    if len(diff) == 0:
-        return Delta(math.nan, math.nan, math.nan, 0, direction)
-    mean = float(diff.mean())
-    if noise is None or not noise.known:
-        lo, hi = bootstrap_mean_interval(diff)
-        return Delta(mean, lo, hi, len(diff), direction)
-    se_images = float(_bootstrap(diff).standard_error) if len(diff) > 1 and np.ptp(diff) > 0 else 0.0
-    half = _t(noise.df) * math.sqrt(se_images ** 2 + noise.sd ** 2 * (1 / seeds[0] + 1 / seeds[1]))
-    return Delta(mean, mean - half, mean + half, len(diff), direction, with_seed_noise=True)
-
-
-def verdict(delta: float, lo: float, hi: float, paper_direction: float) -> str:
-    """Does our change go the paper's way? ``paper_direction``: the paper's change (only its sign counts).
-
-    "not distinguishable from noise" when our interval covers zero (or is undefined).
-    """
-    if paper_direction is None or not np.isfinite(paper_direction):
+    if paper_change is None or not np.isfinite(paper_change):
         return NO_PAPER_NUMBER
-    if paper_direction == 0:
+    if paper_change == 0:
         return NO_PAPER_CHANGE
-    if not all(np.isfinite(x) for x in (delta, lo, hi)) or lo <= 0 <= hi:
-        return NOISE
-    return HOLDS if np.sign(delta) == np.sign(paper_direction) else REVERSED
+    if np.isfinite(delta) and np.isfinite(p_adjusted) and p_adjusted < ALPHA and delta != 0:
+        return HOLDS if np.sign(delta) == np.sign(paper_change) else REVERSED
+    return EQUIVALENT if within_margin else NOISE
+
+
+def verdict_kind(text: str) -> str | None:
+    """The kind a verdict text starts with (holds / reversed / smaller / noise), ignoring its notes."""
+    return next((k for k in VERDICT_KINDS if text.startswith(k)), None)
 
 
 def window_change(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW) -> float | None:
@@ -207,6 +156,47 @@ def change_within(change: float | None, tol: float = CONVERGENCE_TOL) -> bool | 
     return bool(np.isfinite(change) and abs(change) <= tol)
 
 
+class Components(NamedTuple):
+    """Variance components of a step's per-image differences d[s, i] = mu + a_s + b_i + e_si (docs/statistics.md).
+    With one seed ``seed`` is NaN and ``image`` holds var(d), images and residual together."""
+    seed: float
+    image: float
+    res: float
+
+
+def design_variance(c: Components, n_seeds: int, n_items: int) -> tuple[float, float]:
+    """Var(mean of d) and its Satterthwaite df for an S x n design with components ``c``.
+
+    Var = s2_seed/S + s2_image/n + s2_res/(S n) = (E[MS_seed] + E[MS_image] - E[MS_res]) / (S n). A zero
+    component's mean square drops out with its df (E[MS_seed] = s2_res when s2_seed = 0, so the sum reduces
+    to E[MS_image] alone on n - 1 df): kept in, a floored seed term would cost its S - 1 df for nothing.
+    """
+    if n_seeds < 1 or n_items < 2:
+        return math.nan, math.nan
+    terms = []
+    if c.seed > 0:                                   # NaN (unknown, one seed) is not > 0
+        terms.append((c.res + n_items * c.seed, n_seeds - 1))
+    if c.image > 0:
+        terms.append((c.res + n_seeds * c.image, n_items - 1))
+    df_res = (n_seeds - 1) * (n_items - 1)
+    if not terms:
+        terms = [(c.res, df_res)] if df_res > 0 else []
+    elif len(terms) == 2:
+        terms.append((-c.res, df_res))
+    total = sum(t for t, _ in terms)
+    if total <= 0:
+        return 0.0, math.inf
+    return total / (n_seeds * n_items), total ** 2 / sum(t ** 2 / k for t, k in terms if k > 0)
+
+
+def _mde(se: float, df: float, power: float = POWER, alpha: float = ALPHA) -> float:
+    """Smallest true change a two-sided t-test at ``alpha`` detects with probability ``power``:
+    (t(1 - alpha/2, df) + t(power, df)) * se, the usual normal-approximation to the noncentral t."""
+    if not (np.isfinite(se) and df > 0):
+        return math.nan
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
+
+
 class CrossedDelta(NamedTuple):
     """Mean over seeds and images of per-image differences d[s, i] (variant B - variant A, seed s paired
     across the two variants) and its interval under the crossed model of docs/statistics.md:
@@ -218,30 +208,54 @@ class CrossedDelta(NamedTuple):
     n_seeds: int
     n_items: int
     images_only: bool                       # one seed: the seed term cannot be estimated, images only
+    components: Components = Components(math.nan, math.nan, math.nan)
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.se) and self.df > 0)            # df is inf for a zero-spread difference
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
-        if not (np.isfinite(self.se) and np.isfinite(self.df) and self.df > 0):
+        if not self.finite:
             return math.nan, math.nan
         half = float(stats.t.ppf(0.5 + confidence / 2, self.df)) * self.se
         return self.delta - half, self.delta + half
 
     def p_value(self) -> float:
         """Two-sided p of delta = 0 from the same t model (1.0 for a zero delta with zero spread)."""
-        if not (np.isfinite(self.se) and np.isfinite(self.df) and self.df > 0):
+        if not self.finite:
             return math.nan
         if self.se == 0:
             return 1.0 if self.delta == 0 else 0.0
         return float(2 * stats.t.sf(abs(self.delta) / self.se, self.df))
+
+    def mde(self, power: float = POWER, alpha: float = ALPHA) -> float:
+        """The minimal detectable effect of this design: the true change it detects with ``power``."""
+        return _mde(self.se, self.df, power, alpha) if self.finite else math.nan
+
+    def tost_p(self, margin: float) -> float:
+        """Two one-sided tests of |true change| >= margin: the larger one-sided p (p < alpha: the change is
+        smaller than ``margin``; equivalently the 1 - 2 alpha interval lies within +-margin)."""
+        if not (self.finite and np.isfinite(margin) and margin > 0):
+            return math.nan
+        if self.se == 0:
+            return 0.0 if abs(self.delta) < margin else 1.0
+        lower = stats.t.sf((self.delta + margin) / self.se, self.df)
+        upper = stats.t.cdf((self.delta - margin) / self.se, self.df)
+        return float(max(lower, upper))
+
+    def within(self, margin: float, alpha: float = ALPHA) -> bool:
+        """TOST at ``alpha``: is the change smaller than ``margin`` in size?"""
+        p = self.tost_p(margin)
+        return bool(np.isfinite(p) and p < alpha)
 
 
 def crossed_delta(d: np.ndarray) -> CrossedDelta:
     """Two-way ANOVA (seed x image, one value per cell) of the S x n matrix of per-image differences.
 
     Expected mean squares: E[MS_seed] = n s2_seed + s2_res, E[MS_image] = S s2_image + s2_res,
-    E[MS_res] = s2_res, so Var(mean) = (MS_seed + MS_image - MS_res) / (S n). A negative variance
-    component is set to zero (MS_seed or MS_image floored at MS_res), which keeps the estimate at least
-    max(MS_seed, MS_image, MS_res) / (S n). df by Satterthwaite on that linear combination of mean squares.
-    With one seed, Var(mean) = var(d) / n on n - 1 df (images only).
+    E[MS_res] = s2_res; a component estimated negative is set to zero, and Var(mean) and its Satterthwaite
+    df follow from the components (``design_variance``). With one seed, Var(mean) = var(d) / n on n - 1 df
+    (images only).
     """
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n_seeds, n_items = d.shape
@@ -252,16 +266,69 @@ def crossed_delta(d: np.ndarray) -> CrossedDelta:
     if n_items < 2:
         return CrossedDelta(mean, math.nan, math.nan, n_seeds, n_items, n_seeds == 1)
     if n_seeds == 1:
-        var = float(d[0].var(ddof=1))
-        return CrossedDelta(mean, math.sqrt(var / n_items), float(n_items - 1), 1, n_items, True)
-    seed_means, item_means = d.mean(axis=1), d.mean(axis=0)
-    df_s, df_i, df_r = n_seeds - 1, n_items - 1, (n_seeds - 1) * (n_items - 1)
-    ms_s = n_items * float(((seed_means - mean) ** 2).sum()) / df_s
-    ms_i = n_seeds * float(((item_means - mean) ** 2).sum()) / df_i
-    ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / df_r
-    terms = [(max(ms_s, ms_r), df_s), (max(ms_i, ms_r), df_i), (-ms_r, df_r)]
-    total = sum(t for t, _ in terms)
-    if total <= 0:
-        return CrossedDelta(mean, 0.0, math.inf, n_seeds, n_items, False)
-    df = total ** 2 / sum(t ** 2 / k for t, k in terms)
-    return CrossedDelta(mean, math.sqrt(total / (n_seeds * n_items)), float(df), n_seeds, n_items, False)
+        components = Components(math.nan, float(d[0].var(ddof=1)), 0.0)
+    else:
+        seed_means, item_means = d.mean(axis=1), d.mean(axis=0)
+        ms_s = n_items * float(((seed_means - mean) ** 2).sum()) / (n_seeds - 1)
+        ms_i = n_seeds * float(((item_means - mean) ** 2).sum()) / (n_items - 1)
+        ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / (
+            (n_seeds - 1) * (n_items - 1))
+        components = Components(max(ms_s - ms_r, 0.0) / n_items, max(ms_i - ms_r, 0.0) / n_seeds, ms_r)
+    var, df = design_variance(components, n_seeds, n_items)
+    return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components)
+
+
+def design_mde(c: Components, n_seeds: int, n_items: int, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The minimal detectable effect an S x n design would have, with the variance components ``c``."""
+    var, df = design_variance(c, n_seeds, n_items)
+    return _mde(math.sqrt(var), df, power, alpha) if np.isfinite(var) else math.nan
+
+
+def seeds_to_detect(result: CrossedDelta, effect: float) -> int | None:
+    """The fewest seeds (2 or more, at this step's images) whose design detects |effect| with 80% power;
+    None when even MAX_SEEDS do not, or when the seed term is unknown (one seed) or there is no effect."""
+    effect = abs(effect) if effect is not None else math.nan
+    if not (effect > 0 and np.isfinite(result.components.seed)):
+        return None
+    return next((s for s in range(2, MAX_SEEDS + 1) if design_mde(result.components, s, result.n_items) <= effect),
+                None)
+
+
+def images_to_detect(result: CrossedDelta, effect: float) -> int | None:
+    """The fewest images (at this step's seeds) whose design detects |effect| with 80% power; None when even
+    MAX_IMAGES do not (the seed term s2_seed/S is a floor no number of images goes below) or no effect."""
+    effect = abs(effect) if effect is not None else math.nan
+    mde = lambda n: design_mde(result.components, result.n_seeds, n)       # noqa: E731
+    if not (effect > 0 and np.isfinite(result.components.image)) or not mde(MAX_IMAGES) <= effect:
+        return None
+    lo, hi = 2, MAX_IMAGES             # the MDE falls as images are added: bisect for the first that detects
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mde(mid) <= effect else (mid + 1, hi)
+    return lo
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control, any dependence between the tests):
+    the k-th smallest p times (m - k + 1), made monotone, capped at 1. NaN entries are not in the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def probability_of_improvement(before, after, direction: str) -> float:
+    """P(a run of ``after`` is better than a run of ``before``) over every pair of the two variants' seeds'
+    run means, ties counting half: rliable's probability of improvement for one task (a Mann-Whitney U / (m n)).
+    Descriptive: with three seeds a side it takes one of 19 values."""
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', not {direction!r}")
+    x, y = _finite(after), _finite(before)
+    if not (len(x) and len(y)):
+        return math.nan
+    diff = x[:, None] - y[None, :]
+    better = diff < 0 if direction == "lower" else diff > 0
+    return float((better + 0.5 * (diff == 0)).mean())

@@ -37,63 +37,93 @@ def test_pooled_seed_noise():
     assert unknown.df == 0 and not unknown.known
 
 
-def test_seed_noise_can_hide_a_shift_that_the_images_alone_would_call_real():
-    rng = np.random.default_rng(1)
-    items = [f"i{k}" for k in range(200)]
-    hardness = rng.normal(0, 2.0, 200)
-    before = pd.DataFrame({s: 5.0 + hardness + rng.normal(0, 0.05, 200) for s in range(2)}, index=items)
-    after = before - 0.1                                  # every image 0.1 better ...
-    images_only = stats.paired_delta(before, after, direction="lower")
-    assert images_only.better is True and not images_only.with_seed_noise
-    noisy = stats.paired_delta(before, after, direction="lower", noise=stats.SeedNoise(0.2, 20))
-    assert noisy.with_seed_noise and noisy.delta == pytest.approx(-0.1)
-    # ... but seeds of one variant differ by 0.2: t(20) * sqrt(0 + 0.04 * (1/2 + 1/2)) = 2.086 * 0.2
-    assert (noisy.hi - noisy.lo) / 2 == pytest.approx(2.0860 * 0.2, abs=1e-3)
-    assert noisy.better is None                            # not distinguishable from noise
-    calm = stats.paired_delta(before, after, direction="lower", noise=stats.SeedNoise(0.01, 20))
-    assert calm.better is True
-
-
-def test_paired_delta_sees_a_shift_that_image_variation_would_hide():
-    rng = np.random.default_rng(0)
-    hardness = rng.normal(0, 2.0, 200)                   # images differ a lot from each other ...
-    before = pd.Series(5.0 + hardness, index=[f"i{k}" for k in range(200)])
-    after = before - 0.1 + rng.normal(0, 0.02, 200)      # ... but every one improves by about 0.1
-    delta = stats.paired_delta(before, after, direction="lower")
-    assert delta.delta == pytest.approx((after - before).mean())
-    assert delta.hi < 0 and delta.lo > -0.2 and delta.n_items == 200
-    assert delta.better is True
-    half_width = 1.96 * (after - before).std() / np.sqrt(200)            # normal approximation
-    assert (delta.hi - delta.lo) / 2 == pytest.approx(half_width, rel=0.2)
-    assert stats.paired_delta(before, after, direction="higher").better is False
-
-
-def test_paired_delta_averages_seeds_per_image_and_pairs_by_item_id():
-    before = pd.DataFrame({0: [1.0, 2.0, 3.0, 4.0], 1: [3.0, 4.0, 5.0, 6.0]}, index=["a", "b", "c", "d"])
-    after = pd.Series([2.5, 3.5, 4.5, 9.0], index=["b", "a", "c", "e"])    # 'd' and 'e' are unpaired
-    delta = stats.paired_delta(before, after, direction="lower")
-    # seed means: a 2, b 3, c 4; differences: a 1.5, b -0.5, c 0.5
-    assert delta.n_items == 3 and delta.delta == pytest.approx(0.5)
-    assert delta.lo <= 0.5 <= delta.hi
-    empty = stats.paired_delta(before, pd.Series([1.0], index=["z"]), direction="lower")
-    assert empty.n_items == 0 and math.isnan(empty.delta)
-    with pytest.raises(ValueError, match="direction"):
-        stats.paired_delta(before, after, direction="down")
-
-
-@pytest.mark.parametrize("delta, lo, hi, paper, expected", [
-    (-1.0, -1.5, -0.5, -0.1, stats.HOLDS),
-    (1.0, 0.5, 1.5, 0.1, stats.HOLDS),
-    (1.0, 0.5, 1.5, -0.1, stats.REVERSED),
-    (-1.0, -1.5, -0.5, 0.2, stats.REVERSED),
-    (0.1, -0.5, 0.7, -0.1, stats.NOISE),
-    (0.0, 0.0, 0.4, -0.1, stats.NOISE),               # an interval touching 0 is not a direction
-    (1.0, math.nan, math.nan, -0.1, stats.NOISE),
-    (1.0, 0.5, 1.5, 0.0, stats.NO_PAPER_CHANGE),
-    (1.0, 0.5, 1.5, math.nan, stats.NO_PAPER_NUMBER),
+@pytest.mark.parametrize("delta, p_adjusted, paper, within, expected", [
+    (-1.0, 0.01, -0.1, False, stats.HOLDS),
+    (1.0, 0.049, 0.1, False, stats.HOLDS),
+    (1.0, 0.01, -0.1, False, stats.REVERSED),
+    (-1.0, 0.01, 0.2, True, stats.REVERSED),        # significant wins over equivalence
+    (-0.01, 0.2, -0.1, True, stats.EQUIVALENT),
+    (0.1, 0.05, -0.1, False, stats.NOISE),           # adjusted p must be below 0.05, not at it
+    (0.1, math.nan, -0.1, False, stats.NOISE),
+    (1.0, 0.01, 0.0, False, stats.NO_PAPER_CHANGE),
+    (1.0, 0.01, math.nan, False, stats.NO_PAPER_NUMBER),
 ])
-def test_verdict(delta, lo, hi, paper, expected):
-    assert stats.verdict(delta, lo, hi, paper) == expected
+def test_verdict(delta, p_adjusted, paper, within, expected):
+    assert stats.verdict(delta, p_adjusted, paper, within_margin=within) == expected
+    assert stats.verdict_kind(expected + " (rests on unconverged runs)") == (
+        expected if expected in stats.VERDICT_KINDS else None)
+
+
+def test_holm_against_a_worked_example():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; made monotone: 0.06 for the last two.
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # The step-down test itself: 0.009 < 0.05/5 and 0.011 < 0.05/4 are rejected, 0.02 > 0.05/3 stops it.
+    # Adjusted: 0.045, max(0.045, 0.044), 0.06, 0.6, max(0.6, 0.5).
+    adjusted = stats.holm([0.009, 0.011, 0.02, 0.3, 0.5])
+    assert adjusted == pytest.approx([0.045, 0.045, 0.06, 0.6, 0.6])
+    assert list(adjusted < 0.05) == [True, True, False, False, False]
+    out = stats.holm([0.2, math.nan, 0.6])                  # NaN: not tested, not in the family (m = 2)
+    assert out[0] == pytest.approx(0.4) and math.isnan(out[1]) and out[2] == pytest.approx(0.6)
+    assert stats.holm([0.9, 0.8]).max() <= 1.0 and len(stats.holm([])) == 0
+
+
+def _answer(delta, se, df):
+    return stats.CrossedDelta(delta, se, df, 3, 200, False, stats.Components(0.0, 0.0, 1.0))
+
+
+def test_tost_is_the_90_percent_interval_inside_the_margin():
+    answer = _answer(0.01, 0.02, 30.0)
+    lo, hi = answer.interval(0.90)                          # 0.01 +- 1.697 * 0.02 = [-0.0239, 0.0439]
+    assert lo == pytest.approx(0.01 - 1.6973 * 0.02, abs=1e-4)
+    for margin in (0.043, 0.045, 0.1):
+        assert answer.within(margin) == (-margin < lo and hi < margin)
+    # by hand: the larger of the two one-sided p's
+    from scipy.stats import t
+    assert answer.tost_p(0.05) == pytest.approx(max(t.sf((0.01 + 0.05) / 0.02, 30), t.cdf((0.01 - 0.05) / 0.02, 30)))
+    assert math.isnan(answer.tost_p(0.0)) and not answer.within(math.nan)
+
+
+def test_minimal_detectable_effect_has_80_percent_power():
+    from scipy.stats import t
+    answer = _answer(0.0, 0.05, 40.0)
+    assert answer.mde() == pytest.approx((t.ppf(0.975, 40) + t.ppf(0.8, 40)) * 0.05)
+    # simulated: a true change of one MDE is found (p < 0.05) in about 80% of benchmarks of this design
+    rng = np.random.default_rng(3)
+    components, found = stats.Components(0.002, 0.8, 1.9), 0
+    mde = stats.design_mde(components, 3, 200)
+    for _ in range(400):
+        d = (mde + rng.normal(0, np.sqrt(0.002), (3, 1)) + rng.normal(0, np.sqrt(0.8), (1, 200))
+             + rng.normal(0, np.sqrt(1.9), (3, 200)))
+        found += stats.crossed_delta(d).p_value() < 0.05
+    assert 0.7 <= found / 400 <= 0.9
+
+
+def test_the_design_that_would_resolve_an_effect():
+    # No seed term: var = 0.8/n + 1.9/(S n); with images as the lever, 3 seeds need n with 2.8 sqrt(1.433/n) <= 0.05
+    c = stats.Components(0.0, 0.8, 1.9)
+    answer = stats.CrossedDelta(0.0, *[math.sqrt(v) if k == 0 else v for k, v in
+                                       enumerate(stats.design_variance(c, 3, 200))], 3, 200, False, c)
+    n = stats.images_to_detect(answer, -0.05)
+    assert stats.design_mde(c, 3, n) <= 0.05 < stats.design_mde(c, 3, n - 1)
+    assert n == pytest.approx(2.8 ** 2 * (0.8 + 1.9 / 3) / 0.05 ** 2, rel=0.02)
+    assert stats.seeds_to_detect(answer, 0.05) is None      # 0.8 / 200 per image is a floor no seed count passes
+    s = stats.seeds_to_detect(answer, 0.25)
+    assert s == 3 and stats.design_mde(c, s, 200) <= 0.25 < stats.design_mde(c, s - 1, 200)
+    # a seed term is a floor for images: 0.01 / 3 alone exceeds (0.05 / 2.8)^2
+    seeded = answer._replace(components=stats.Components(0.01, 0.8, 1.9))
+    assert stats.images_to_detect(seeded, 0.05) is None
+    one_seed = answer._replace(components=stats.Components(math.nan, 2.7, 0.0), n_seeds=1)
+    assert stats.seeds_to_detect(one_seed, 0.05) is None and stats.images_to_detect(one_seed, 0.0) is None
+
+
+def test_probability_of_improvement_over_seed_pairs():
+    # after's runs 1.0, 2.0 against before's 1.5, 2.0, 3.0, lower is better: 1.0 wins all three pairs, 2.0 loses
+    # to 1.5, ties 2.0 (half) and wins against 3.0: 4.5 of 6 pairs; higher is better: the other 1.5.
+    assert stats.probability_of_improvement([1.5, 2.0, 3.0], [1.0, 2.0], "lower") == pytest.approx(4.5 / 6)
+    assert stats.probability_of_improvement([1.5, 2.0, 3.0], [1.0, 2.0], "higher") == pytest.approx(1.5 / 6)
+    assert math.isnan(stats.probability_of_improvement([], [1.0], "lower"))
+    with pytest.raises(ValueError, match="direction"):
+        stats.probability_of_improvement([1.0], [1.0], "down")
 
 
 def _curve(values, steps=None):
@@ -156,21 +186,38 @@ def _coverage(components, n_seeds, n_items, sims=500, truth=0.05, seed=0):
     ((0.05, 0.79, 1.91), 3, 200),            # a real seed effect: the Satterthwaite df carries it
     ((0.0, 0.79, 1.91), 1, 200),             # one seed: images only, which covers only without a seed effect
     ((0.0, 0.79, 1.91), 5, 50),
+    (COMMITTED_COMPONENTS, 3, 2000),         # the default profile's design now: the seed term dominates
 ])
 def test_crossed_interval_covers_the_truth(components, n_seeds, n_items):
     assert _coverage(components, n_seeds, n_items) >= 0.93
 
 
-def test_crossed_delta_recovers_anova_by_hand():
-    from experiments.stats import crossed_delta
-    d = np.array([[1.0, 2.0, 4.0], [2.0, 2.5, 6.0]])
-    S, n, m = 2, 3, d.mean()
+def _mean_squares(d):
+    S, n, m = *d.shape, d.mean()
     ms_s = n * ((d.mean(1) - m) ** 2).sum() / (S - 1)
     ms_i = S * ((d.mean(0) - m) ** 2).sum() / (n - 1)
     ms_r = ((d - d.mean(1)[:, None] - d.mean(0)[None, :] + m) ** 2).sum() / ((S - 1) * (n - 1))
+    return ms_s, ms_i, ms_r
+
+
+def test_crossed_delta_recovers_anova_by_hand():
+    from experiments.stats import crossed_delta
+    d = np.array([[1.0, 2.0, 4.0], [2.0, 3.5, 6.0]])
+    S, n = d.shape
+    ms_s, ms_i, ms_r = _mean_squares(d)
+    assert ms_s > ms_r and ms_i > ms_r                     # both components positive: the full formula
     result = crossed_delta(d)
-    assert result.delta == pytest.approx(m)
+    assert result.delta == pytest.approx(d.mean())
     assert result.se ** 2 == pytest.approx((ms_s + ms_i - ms_r) / (S * n))
+    df = (ms_s + ms_i - ms_r) ** 2 / (ms_s ** 2 / (S - 1) + ms_i ** 2 / (n - 1) + ms_r ** 2 / ((S - 1) * (n - 1)))
+    assert result.df == pytest.approx(df)
+    assert result.components == pytest.approx(((ms_s - ms_r) / n, (ms_i - ms_r) / S, ms_r))
+    # A seed component estimated negative drops out with its df: Var = MS_image / (S n) on n - 1 df.
+    flat = np.array([[1.0, 2.0, 4.0], [1.2, 1.8, 4.0]])
+    ms_s, ms_i, ms_r = _mean_squares(flat)
+    assert ms_s < ms_r
+    result = crossed_delta(flat)
+    assert result.se ** 2 == pytest.approx(ms_i / (S * n)) and result.df == n - 1
     one = crossed_delta(d[:1])
     assert one.images_only and one.se == pytest.approx(d[0].std(ddof=1) / np.sqrt(3)) and one.df == 2
     with pytest.raises(ValueError, match="non-finite"):

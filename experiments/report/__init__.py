@@ -6,7 +6,7 @@ a verdict. Reports are byte-for-byte reproducible from the same results (``check
 clock is read, floats have fixed formats, bootstraps fixed seeds, PNGs no version or date chunk.
 
 One job per module: ``gather`` (the store's runs of a table row), ``cells`` (statistics to cells),
-``sections`` (markdown tables), ``provenance`` (the header), ``figure_sections`` (the figures a table's
+``steps`` (each ablation step as a claim), ``sections`` (markdown tables), ``provenance`` (the header), ``figure_sections`` (the figures a table's
 ``figures:`` key names), ``image_figures`` (Figure 7 and the gallery), ``write`` (whole reports), ``readme`` (the README's copy
 of the default profile's claims page).
 """

@@ -1,15 +1,12 @@
-"""Statistics to table cells: fixed-format numbers, intervals, convergence and status texts, and each
-ablation step's change with its verdict."""
+"""Statistics to table cells: fixed-format numbers, intervals, convergence and status texts (the ablation
+steps' cells: ``steps``)."""
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from experiments import stats
 from experiments.overrides import describe
-from experiments.registry import DEFAULT_PROFILE, Step, TableSpec
+from experiments.registry import DEFAULT_PROFILE
 from experiments.report.gather import RowRuns
 from trans3dhead.metrics import METRICS
 
@@ -92,43 +89,3 @@ def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds:
     if of_seeds is not None and n_seeds < of_seeds:
         text += f" ({n_seeds}/{of_seeds} seeds)"
     return text
-
-
-@dataclass
-class StepResult:
-    """One (ablation step, metric): our change with its interval (None when not computable), the paper's
-    change and the verdict."""
-    step: Step
-    metric: str
-    delta: stats.Delta | None
-    paper_change: float
-    verdict: str
-
-
-def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
-                 noise: dict[str, stats.SeedNoise]) -> list[StepResult]:
-    """Every ablation step of ``spec`` on every metric it names, paired over images, with its verdict."""
-    results = []
-    for step in spec.steps:
-        before, after = by_label.get(step.from_label), by_label.get(step.to_label)
-        flags = (before.convergence() + after.convergence()) if before and after else []
-        caveat = (" (rests on unconverged runs)" if any(f is False for f in flags)
-                  else " (convergence unknown)" if any(f is None for f in flags) else "")
-        for metric in step.metrics:
-            paper_change = spec.row(step.to_label).paper.get(metric, math.nan) - \
-                spec.row(step.from_label).paper.get(metric, math.nan)
-            if before is None or after is None:
-                results.append(StepResult(step, metric, None, paper_change, "paper-only row: nothing to compare"))
-                continue
-            missing = [rr.row.label for rr in (before, after) if not rr.done]
-            if missing:
-                results.append(StepResult(step, metric, None, paper_change,
-                                          f"not computed: no finished runs for {', '.join(missing)}"))
-                continue
-            delta = stats.paired_delta(before.per_image(metric), after.per_image(metric),
-                                       direction=METRICS[metric].direction, noise=noise.get(metric))
-            verdict = stats.verdict(delta.delta, delta.lo, delta.hi, paper_change)
-            if verdict in (stats.HOLDS, stats.REVERSED, stats.NOISE):
-                verdict += caveat
-            results.append(StepResult(step, metric, delta, paper_change, verdict))
-    return results

@@ -29,6 +29,37 @@ class Inputs:
     def run_dir(self, run_id: str) -> Path:
         return store.run_dir(self.results_root, self.profile, run_id)
 
+    @cached_property
+    def claim_owners(self) -> dict[tuple, str]:
+        """Each comparison (the two rows' runs, the evaluation, the metric) -> the first step that makes it,
+        in the registry's table order, as 'table3: DAD-3DNet → Trans3DHead'. Run ids name the runs: a row
+        of another table on the same variant and profile is the same runs. Read from the registry alone, so
+        a table reported by itself points where the full report does."""
+        owners: dict[tuple, str] = {}
+        for name, spec in self.registry.tables.items():
+            for step in spec.steps:
+                key = self._comparison(spec, step)
+                for metric in step.metrics if key else ():
+                    owners.setdefault((*key, metric), f"{name}: {step.from_label} → {step.to_label}")
+        return owners
+
+    def _comparison(self, spec: TableSpec, step) -> tuple | None:
+        variants = [spec.row(label).variant for label in (step.from_label, step.to_label)]
+        if None in variants:
+            return None
+        return (*(self.run_id(v, 0) for v in variants), spec.dataset, spec.split)
+
+    def same_runs(self, name: str, spec: TableSpec) -> dict[tuple[str, str, str], str]:
+        """This table's steps that an earlier step reports on the same runs: (from, to, metric) -> that step."""
+        out = {}
+        for step in spec.steps:
+            key = self._comparison(spec, step)
+            for metric in step.metrics if key else ():
+                first = self.claim_owners[(*key, metric)]
+                if first != f"{name}: {step.from_label} → {step.to_label}":
+                    out[(step.from_label, step.to_label, metric)] = first
+        return out
+
 
 @dataclass
 class SeedRun:
@@ -66,14 +97,19 @@ class RowRuns:
     def summary(self, metric: str, noise: stats.SeedNoise | None = None) -> stats.SeedSummary:
         return stats.seed_summary(self.values(metric), noise)
 
+    @cached_property
+    def _per_sample(self) -> dict[int, pd.DataFrame]:
+        """Each finished seed's per-image scores, indexed by item id (read once: every step and metric asks)."""
+        return {run.seed: store.per_sample(run.path, self.spec.dataset, self.spec.split).set_index("item_id")
+                for run in self.done}
+
     def per_image(self, metric: str) -> pd.DataFrame:
-        """item_id x seed table of one metric (the paired bootstrap averages it over seeds)."""
-        columns = {}
-        for run in self.done:
-            frame = store.per_sample(run.path, self.spec.dataset, self.spec.split)
-            if metric in frame:
-                columns[run.seed] = frame.set_index("item_id")[metric]
-        return pd.DataFrame(columns)
+        """item_id x seed table of one metric (an ablation step pairs it with another row's by seed and item)."""
+        return pd.DataFrame({seed: frame[metric] for seed, frame in self._per_sample.items() if metric in frame})
+
+    def n_items(self) -> list[int]:
+        """How many images each finished seed's run was scored on (the run's mean averages them)."""
+        return [len(frame) for frame in self._per_sample.values()]
 
     @cached_property
     def convergence_changes(self) -> list[float | None]:
@@ -103,7 +139,7 @@ class TableContext:
     by_label: dict[str, RowRuns]
     noise: dict[str, stats.SeedNoise]
     out_dir: Path
-    steps: list = field(default_factory=list)          # cells.StepResult, once computed
+    steps: list = field(default_factory=list)          # steps.StepResult, once computed
 
 
 def seed_noise(by_label: dict[str, RowRuns], metrics: list[str]) -> dict[str, stats.SeedNoise]:

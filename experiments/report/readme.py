@@ -19,7 +19,8 @@ END = "<!-- end of the headline table -->"
 HEADLINE_TABLE, HEADLINE_SECTION = "table3", "Component effectiveness"
 # the columns the headline keeps, by the header's first words (a report may add columns; these stay)
 ROW_COLUMNS = ("Method", "NME ↓ ours", "NME paper", "Pose Err. ↓ ours", "Pose Err. paper", "converged", "status")
-CLAIM_COLUMNS = ("step", "metric", "change (paper)", "change (ours)", "verdict")
+CLAIM_COLUMNS = ("step", "metric", "change (paper)", "change (ours)", "seeds × images", "Holm p", "MDE",
+                 "seeds needed", "verdict")
 
 
 def _cells(line: str) -> list[str]:

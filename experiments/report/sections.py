@@ -7,9 +7,9 @@ import pandas as pd
 
 from experiments import stats
 from experiments.overrides import describe
-from experiments.report.cells import (StepResult, convergence_text, fmt, metric_cell, metric_title,
-                                      status_text)
+from experiments.report.cells import convergence_text, fmt, metric_cell, metric_title, status_text
 from experiments.report.gather import Inputs, TableContext, gather_row, table_seeds
+from experiments.report.steps import STEP_HEADER, StepResult, step_cells
 from trans3dhead.metrics import METRICS
 
 # (column title, efficiency key, scale, format); the paper's Table 1 has FPS, so a table that
@@ -66,6 +66,12 @@ def results_tables(ctx: TableContext) -> list[str]:
             lines += [f"## {section.name}", ""]
         lines += [md_table(header, rows), ""]
     notes = [spec.note, ""] if spec.note else []
+    counts = sorted({n for rr in ctx.by_label.values() for n in rr.n_items()})
+    if counts:
+        notes += [f"Ours: each finished seed's run averages its {' or '.join(f'{n:,}' for n in counts)} "
+                  f"`{spec.dataset}`/`{spec.split}` images; a cell is the mean over the row's seeds with a 95% "
+                  "t-interval from the seed-to-seed SD pooled over the table's rows (the images held fixed: every "
+                  "row is scored on the same ones).", ""]
     notes += [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
              f"{stats.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
              "validation points (robust to a noisy last epoch); in brackets its "
@@ -77,37 +83,54 @@ def results_tables(ctx: TableContext) -> list[str]:
     return lines + notes + [""]
 
 
+STEPS_NOTE = (
+    "Change = after − before on the same images and seeds: seed s of one row is paired with seed s of the other "
+    "(the same data order), images by item id; 'seeds × images' is what it averages. Its 95% interval comes from "
+    "the crossed seed × image model (docs/statistics.md): a two-way ANOVA of the seeds × images matrix of "
+    "per-image differences, Var = σ²_seed/S + σ²_image/n + σ²_res/(S·n), Student's t with Satterthwaite's df; "
+    "with one seed it covers images only. Holm p: the two-sided p, Holm-adjusted over {family}. MDE: the "
+    "smallest true change this design detects with 80% power at α = 0.05; seeds needed (at these images) and "
+    "images needed (at these seeds): the fewest whose MDE reaches the paper's change. P(better): the probability "
+    "of improvement as rliable reports it, P(a run of `after` beats a run of `before`) over every pair of the "
+    "two rows' seeds (ties count half), descriptive. Verdict: holds / reversed when the Holm p < 0.05; else "
+    "'smaller than the paper's change' when the 90% interval lies within ± the paper's change (TOST, α = 0.05); "
+    "else not distinguishable from noise, beside the change it could have detected. A verdict resting on "
+    "unconverged runs ranks learning speed, not capacity.")
+STEP_COLUMNS = ["change (paper)", *STEP_HEADER, "verdict"]
+
+
+def _step_row(r: StepResult) -> list[str]:
+    return [fmt(r.paper_change, r.metric), *step_cells(r), r.verdict]
+
+
 def steps_section(results: list[StepResult]) -> list[str]:
-    """The ablation steps: our change [95% CI] beside the paper's, the verdict, and the paper's claims."""
+    """The ablation steps: the paper's change, ours with its interval, power and verdict, and the paper's claims."""
     if not results:
         return []
-    rows = []
-    for r in results:
-        d = r.delta
-        ours = "—" if d is None else f"{fmt(d.delta, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]"
-        rows.append([f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric),
-                     ours, "—" if d is None else str(d.n_items), fmt(r.paper_change, r.metric), r.verdict])
+    family = sum(r.answer is not None for r in results)
+    rows = [[f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric), *_step_row(r)] for r in results]
     claims = list(dict.fromkeys((r.step.from_label, r.step.to_label, r.step.claim) for r in results))
-    return ["## Ablation steps", "",
-            "Change = after − before on the same evaluation images (per-image values averaged over seeds "
-            "first), with a 95% interval: a paired bootstrap over the images, widened, where seeds were "
-            "repeated, by the seed-to-seed noise of the two means (SD pooled over the table's rows, "
-            "Student's t). With one seed per run it covers image variation only, and a 'holds' or "
-            "'reversed' may still be a seed effect. Verdict: does our change go the paper's way "
-            "(holds / reversed), or does its interval cover 0 (not distinguishable from noise)? A verdict "
-            "resting on unconverged runs ranks learning speed, not capacity.", "",
-            md_table(["step", "metric", "change (ours) [95% CI]", "images", "change (paper)", "verdict"], rows), "",
+    return ["## Ablation steps", "", STEPS_NOTE.format(family=f"the {family} step(s) of this table computed (its "
+                                                          "family; a step on runs another table reports is "
+                                                          "counted there)"), "",
+            md_table(["step", "metric", *STEP_COLUMNS], rows), "",
             "The paper's claims:", "", *[f"- {a} → {b}: {claim}" for a, b, claim in claims if claim], ""]
 
 
 CLAIMS = "claims.md"
 
 
+def _tally(results: list[StepResult]) -> str:
+    kinds = [stats.verdict_kind(r.verdict) for r in results if r.answer is not None]
+    counts = ", ".join(f"{kinds.count(k)} {k}" for k in stats.VERDICT_KINDS if k in kinds)
+    return f"{len(kinds)} claim(s) computed" + (f": {counts}" if counts else "")
+
+
 def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None = None) -> list[str]:
-    """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, the
-    verdict, and whether the runs behind it converged (``reports/<profile>/claims.md``). ``beside`` =
-    (another profile, its table contexts) adds that profile's verdict on each claim and marks where the
-    two differ: what a quick profile's verdicts are worth against a converged one's."""
+    """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, Holm p,
+    power and verdict (``reports/<profile>/claims.md``). ``beside`` = (another profile, its table contexts)
+    adds that profile's verdict on each claim and marks where the two differ: what a quick profile's
+    verdicts are worth against a converged one's."""
     note = inputs.registry.profiles.get(inputs.profile, {}).get("benchmark_note", "")
     other_verdicts = {}
     if beside:
@@ -116,22 +139,20 @@ def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None
     rows, differ = [], 0
     for ctx in contexts:
         for r in ctx.steps:
-            d = r.delta
-            ours = "—" if d is None else f"{fmt(d.delta, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]"
             row = [f"[{ctx.name}]({ctx.name}.md)", r.step.claim or "—",
-                   f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric),
-                   fmt(r.paper_change, r.metric), ours, r.verdict]
+                   f"{r.step.from_label} → {r.step.to_label}", metric_title(r.metric), *_step_row(r)]
             if beside:
                 other = other_verdicts.get((ctx.name, r.step.from_label, r.step.to_label, r.metric), "—")
                 changed = _verdict_changed(r.verdict, other)
                 differ += changed is True
                 row += [other, {True: "**changed**", False: "same", None: "—"}[changed]]
             rows.append(row)
-    header = ["table", "claim", "step", "metric", "change (paper)", "change (ours) [95% CI]", "verdict"]
+    header = ["table", "claim", "step", "metric", *STEP_COLUMNS]
     lines = [f"# The paper's claims on the embedded benchmark, profile `{inputs.profile}`", "",
-             f"Benchmark: {note or '—'}. One row per claim and metric, from the tables' ablation steps "
-             "(change = after − before; the interval and verdict as in each table's report). A verdict "
-             "that rests on unconverged runs says so: it ranks learning speed, not capacity.", ""]
+             f"Benchmark: {note or '—'}. One row per claim and metric, from the tables' ablation steps; "
+             f"{_tally([r for ctx in contexts for r in ctx.steps])}. A claim on the same runs as an earlier one "
+             "(e.g. a pair another table also compares) is reported once and points there.", "",
+             STEPS_NOTE.format(family="the claims of its table computed (one family per table)"), ""]
     if beside:
         header += [f"verdict, profile `{beside[0]}`", "the two verdicts"]
         compared = sum(1 for row in rows if row[-1] != "—")
@@ -142,10 +163,9 @@ def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None
 
 
 def _verdict_changed(verdict: str, other: str) -> bool | None:
-    """Whether two verdicts differ in kind (holds / reversed / noise), ignoring their unconverged notes;
+    """Whether two verdicts differ in kind (holds / reversed / smaller / noise), ignoring their notes;
     None when either profile has no verdict yet."""
-    kinds = [next((k for k in (stats.HOLDS, stats.REVERSED, stats.NOISE) if v.startswith(k)), None)
-             for v in (verdict, other)]
+    kinds = [stats.verdict_kind(v) for v in (verdict, other)]
     return None if None in kinds else kinds[0] != kinds[1]
 
 

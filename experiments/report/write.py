@@ -9,12 +9,12 @@ from pathlib import Path
 
 from experiments import store
 from experiments.registry import Registry
-from experiments.report.cells import step_results
 from experiments.report.figure_sections import figure_lines, table_figure_lines
 from experiments.report.gather import Inputs, TableContext, gather_row, seed_noise, table_seeds
 from experiments.report.image_figures import IMAGE_FIGURES
 from experiments.report.provenance import provenance
 from experiments.report.sections import CLAIMS, claims_lines, index_lines, results_tables, steps_section
+from experiments.report.steps import step_results
 
 MAX_FOLDER_NAME = 80
 
@@ -31,13 +31,14 @@ def report_folder(profile: str, overrides: tuple = ()) -> str:
 
 
 def table_context(inputs: Inputs, name: str, out_dir: Path) -> TableContext:
-    """One table's runs, seed noise and ablation steps, gathered from the store (nothing written)."""
+    """One table's runs, seed noise and ablation steps (with their Holm family), gathered from the store
+    (nothing written)."""
     spec = inputs.registry.table(name)
     seeds = table_seeds(inputs, spec)
     by_label = {row.label: gather_row(inputs, row, spec, seeds) for row in spec.rows if row.variant is not None}
     ctx = TableContext(name, spec, inputs, seeds, by_label, seed_noise(by_label, spec.metrics), out_dir)
     if spec.kind == "table":
-        ctx.steps = step_results(spec, by_label, ctx.noise)
+        ctx.steps = step_results(spec, by_label, inputs.same_runs(name, spec))
     return ctx
 
 
