@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import sys
 import warnings
 from pathlib import Path
 
-from experiments import continuation, estimate, launch, preflight, runlock, store
+from experiments import store
+from experiments.dispatch import launch, preflight, runlock
+from experiments.dispatch.plan import Plan, estimate_lines, head_starts, make_plan, past_pace_line
 from experiments.overrides import describe, parse_overrides
 from experiments.registry import DEFAULT_PROFILE, RegistryError, load_registry
 from trans3dhead.atomic import describe_os_error, folder_problem, naming_folder
@@ -82,42 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _status_of(run_path: Path) -> tuple[str, str]:
-    meta = store.read_meta(run_path)
-    if meta is None:
-        return "missing", ""
-    return meta.get("status", "missing"), meta.get("error", "")
-
-
-def _work_dir(run, args) -> Path:
-    return args.work / args.profile / run.run_id
-
-
-def _live_status(run, args) -> tuple[str, str]:
-    """The stored status, checked against the run's lock: a 'running' run whose lock is free has no live
-    job (killed, or its host went down); a held lock is a live job whatever the store says."""
-    status, error = _status_of(store.run_dir(args.results, args.profile, run.run_id))
-    holder = runlock.holder(_work_dir(run, args))
-    if holder is not None:
-        return "running", f"live job: {runlock.describe(holder)}"
-    if status == "running":
-        meta = store.read_meta(store.run_dir(args.results, args.profile, run.run_id)) or {}
-        if meta.get("host") not in (None, platform.node()):      # its lock may live on that host's disk
-            return status, f"on {meta.get('host')} (pid {meta.get('pid', '?')}): not verifiable from here"
-        return "dead", (f"its job ({runlock.describe(meta)}) ended without finishing (killed, or its disk "
-                        "filled up); rerun the same command to resume it from its checkpoint")
-    return status, error
-
-
-def _work_reasons(run, args) -> list[str]:
-    """Why ``run`` must be (re)done: not finished, or a stored result that does not parse or validate."""
-    return store.run_problems(_result_dir(run, args), run.evaluations, run.measure_efficiency)
-
-
-def _result_dir(run, args) -> Path:
-    return store.run_dir(args.results, args.profile, run.run_id)
-
-
 def cmd_list(registry) -> int:
     print("Variants:")
     for name, entry in registry.variants.items():
@@ -132,19 +97,20 @@ def cmd_list(registry) -> int:
 
 
 def cmd_status(registry, args) -> int:
-    runs = registry.plan(args.table or "all", args.profile, args.seeds, args.overrides)
+    plan = make_plan(registry.plan(args.table or "all", args.profile, args.seeds, args.overrides),
+                     args.results, args.work)
     counts: dict[str, int] = {}
-    for run in runs:
-        path = store.run_dir(args.results, args.profile, run.run_id)
-        status, error = _live_status(run, args)
-        if status in ("done", "missing") and (reasons := store.corrupt_files(path, run.evaluations)):
-            status, error = "broken", "; ".join(reasons) + " (the next run of its table redoes it)"
-        elif status == "done" and run.measure_efficiency and store.read_efficiency(path) is None:
+    for run in plan.runs:
+        status = plan.status[run.run_id]
+        error = status.detail
+        if status.state is store.RunState.BROKEN:
+            error += " (the next run of its table redoes it)"
+        elif status.state is store.RunState.DONE and status.measure:
             error = f"{store.NO_EFFICIENCY} (the next run of its table measures it, alone, in seconds)"
-        counts[status] = counts.get(status, 0) + 1
-        meta = store.read_meta(path) or {}
-        print(f"{run.run_id}  seed {run.seed}  {status:8s} {','.join(run.variants):28s} log: {_log_words(meta)}"
-              + (f"\n    error: {error}" if error else ""))
+        counts[status.state.value] = counts.get(status.state.value, 0) + 1
+        meta = store.read_meta(store.run_dir(args.results, args.profile, run.run_id)) or {}
+        print(f"{run.run_id}  seed {run.seed}  {status.state.value:8s} {','.join(run.variants):28s} "
+              f"log: {_log_words(meta)}" + (f"\n    error: {error}" if error else ""))
     print("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0
 
@@ -212,55 +178,6 @@ def _only(runs: list, only: str | None, target: str) -> list:
     return [run for run in runs if set(run.variants) & set(wanted)]
 
 
-def _head_start(todo: list, args) -> tuple[dict[str, int], dict[str, str]]:
-    """Where each run still to train starts: the epoch of its own checkpoint, else (without --force) of the
-    finished shorter run it continues (``experiments/continuation.py``); ({run id: epoch}, {run id: words})."""
-    start, words = {}, {}
-    prefixes = continuation.Prefixes(args.results, args.work) if todo and not args.force else None
-    for run in todo:
-        if not args.force and (own := continuation.epochs_done(_work_dir(run, args))):
-            start[run.run_id], words[run.run_id] = own, f"resumes at epoch {own}"
-        elif prefixes and (prefix := prefixes.longest_for(run.config.to_dict())):
-            start[run.run_id] = prefix.epochs
-            words[run.run_id] = f"continues {prefix.profile}/{prefix.run_id} from epoch {prefix.epochs}"
-    return start, words
-
-
-def _print_estimate(runs: list, todo: list, start: dict[str, int], args) -> None:
-    import torch
-
-    from trans3dhead.engine.pretrain import trunk_path
-
-    slots, threads = launch.local_slots(args.max_parallel, torch.cuda.device_count())
-    everything, per_class = estimate.estimate(runs, slots, threads)
-    still, _ = estimate.estimate(todo, slots, threads, start) if todo else (0.0, {})
-    rates = ", ".join(f"{key[0]} {1000 * sec:.0f} ms/step" for key, sec in per_class.items())
-    print(f"estimate on this machine ({slots} job(s) at once, {threads} thread(s) each; measured {rates}): "
-          f"retraining all {len(runs)} runs takes about {estimate.describe(everything)}, the {len(todo)} still "
-          f"to run about {estimate.describe(still)} (training steps only: data loading, validation and "
-          "evaluation come on top)")
-    uncached = sorted({str(path) for r in todo if r.config.model.trunk_init != "random"
-                       and not (path := trunk_path(r.config.model, r.config.data)).is_file()})
-    if uncached:
-        print(f"  plus pretraining {len(uncached)} trunk(s) not cached here, once each before their first run: "
-              + ", ".join(uncached))
-
-
-def _print_past_pace(todo: list, start: dict[str, int], args) -> None:
-    import torch
-
-    host = platform.node()
-    slots = 1 if args.executor == "debug" else launch.local_slots(args.max_parallel, torch.cuda.device_count())[0]
-    past = estimate.from_history(todo, Path(args.results), host, slots, start) if args.executor != "slurm" else None
-    if past is None:
-        print("how long that takes on this machine: add --estimate (it times each model's training step here)")
-        return
-    seconds, basis = past
-    print(f"how long: about {estimate.describe(seconds)} for the {len(todo)} run(s) still to run, {slots} at once, "
-          f"at the pace of the {basis} finished run(s) of the same models this host ({host}) trained "
-          "(their stored wall time, loading and validation included); --estimate times the models afresh")
-
-
 def check_options(args, argv: list[str]) -> None:
     """Option values every command shares, and options the command would ignore."""
     if args.seeds < 1 or args.seeds > MAX_SEEDS:
@@ -290,74 +207,68 @@ def _seed_words(registry, args) -> str:
             f"--seeds {max(shown) + 1} plans them all")
 
 
-def cmd_run(registry, args) -> int:
+def _cluster(registry, args) -> dict | None:
+    """The table command's options checked together; the SLURM cluster file when there is one."""
     if args.estimate and not args.dry_run:
         raise UsageError("--estimate goes with --dry-run (it times the plan's models, then submits nothing)")
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UsageError(f"--max-parallel={args.max_parallel}: use 1 or more (or leave it out: one job per core or GPU)")
-    cluster = None
-    if args.executor == "slurm":
-        if args.cluster is None:
-            raise UsageError("--executor slurm needs --cluster FILE (e.g. experiments/registry/clusters/local.yaml)")
-        cluster = registry.cluster(args.cluster)
-        if shutil.which("sbatch") is None and not args.dry_run:
-            raise UsageError("--executor slurm: sbatch is not on PATH (start scripts/slurm-local/start.sh or use local)")
-    elif args.cluster is not None:
-        raise UsageError("--cluster only applies to --executor slurm")
-    runs = _only(registry.plan(args.target, args.profile, args.seeds, args.overrides), args.only, args.target)
-    reasons = {run.run_id: ["--force"] if args.force else _work_reasons(run, args) for run in runs}
-    # One run, one owner: a run whose lock a live job holds (another submitter's, or the jobs of a killed
-    # one) is neither submitted nor deleted by --force here.
-    elsewhere = {run.run_id: holder for run in runs if (holder := runlock.holder(_work_dir(run, args)))}
-    todo = [r for r in runs if reasons[r.run_id] and r.run_id not in elsewhere]
-    problems = preflight.check(todo, args.executor, cluster, args.cluster,
-                               {"--results": args.results, "--work": args.work, "--jobs": args.jobs,
-                                "--reports": args.reports} if todo else {})
-    # A run that lacks only its efficiency measurement trains nothing: the time estimates leave it out.
-    to_train = [r for r in todo if args.force or store.training_problems(_result_dir(r, args), r.evaluations)]
-    if args.dry_run:
-        start, head_start = _head_start(to_train, args)
-        with_set = f", {describe(args.overrides)}" if args.overrides else ""
-        print(f"plan for {args.target} (profile {args.profile}, {_seed_words(registry, args)}{with_set}): {len(runs)} runs, "
-              f"{len(runs) - len(todo) - len(elsewhere)} reused, {len(todo)} to run"
-              + (f", {len(elsewhere)} running elsewhere" if elsewhere else ""))
-        for run in runs:
-            mark = "busy" if run.run_id in elsewhere else "run " if run in todo else "done"
-            d, t = run.config.data, run.config.train
-            images = t.epochs * (d.n_train // t.batch_size) * t.batch_size
-            print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
-                  f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, "
-                  f"evaluated on {', '.join(f'{d}/{s}' for d, s in run.evaluations)}")
-            why = (f"running elsewhere ({runlock.describe(elsewhere[run.run_id])})" if run.run_id in elsewhere
-                   else "; ".join([r for r in reasons[run.run_id] if r != "not run yet"]
-                                  + ([head_start[run.run_id]] if run.run_id in head_start else [])))
-            if why:
-                print(f"         {why}")
-    if args.dry_run and args.estimate:
-        _print_estimate(runs, to_train, start, args)
-    elif args.dry_run and to_train:
-        _print_past_pace(to_train, start, args)
-    if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"preflight: {len(problems)} problem(s); nothing was submitted", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        return 0
-    for run in runs:
-        if run.run_id in elsewhere:
-            print(f"running elsewhere: {run.run_id} ({runlock.describe(elsewhere[run.run_id])}); not submitted "
-                  "again, rerun when it has finished", file=sys.stderr)
-        elif run in todo and reasons[run.run_id][0] not in ("not run yet", "--force", store.NO_EFFICIENCY) \
-                and not reasons[run.run_id][0].startswith("status "):
-            print(f"redo {run.run_id}: {'; '.join(reasons[run.run_id])}", file=sys.stderr)
-    if args.force:
-        for run in todo:
-            shutil.rmtree(_work_dir(run, args), ignore_errors=True)
-            shutil.rmtree(store.run_dir(args.results, args.profile, run.run_id), ignore_errors=True)
-    jobs = launch.make_jobs(todo, args.results, args.work, continue_shorter=not args.force)
-    errors = launch.dispatch(jobs, args.executor, args.jobs / args.profile, cluster=cluster,
-                             max_parallel=args.max_parallel, jobs_per_gpu=args.jobs_per_gpu)
+    if args.executor != "slurm":
+        if args.cluster is not None:
+            raise UsageError("--cluster only applies to --executor slurm")
+        return None
+    if args.cluster is None:
+        raise UsageError("--executor slurm needs --cluster FILE (e.g. experiments/registry/clusters/local.yaml)")
+    cluster = registry.cluster(args.cluster)
+    if shutil.which("sbatch") is None and not args.dry_run:
+        raise UsageError("--executor slurm: sbatch is not on PATH (start scripts/slurm-local/start.sh or use local)")
+    return cluster
+
+
+def print_plan(registry, args, plan: Plan) -> None:
+    """``--dry-run``: each run, whether it is reused, (re)done or busy elsewhere and why, and how long the
+    rest takes here."""
+    starts = head_starts(plan, args.results, args.work)
+    todo, busy = plan.todo, plan.busy
+    with_set = f", {describe(args.overrides)}" if args.overrides else ""
+    print(f"plan for {args.target} (profile {args.profile}, {_seed_words(registry, args)}{with_set}): {len(plan.runs)} runs, "
+          f"{len(plan.runs) - len(todo) - len(busy)} reused, {len(todo)} to run"
+          + (f", {len(busy)} running elsewhere" if busy else ""))
+    for run in plan.runs:
+        status = plan.status[run.run_id]
+        mark = "busy" if status.busy else "run " if run in todo else "done"
+        d, t = run.config.data, run.config.train
+        images = t.epochs * (d.n_train // t.batch_size) * t.batch_size
+        print(f"  [{mark}] {run.run_id} seed {run.seed} {','.join(run.variants):28s} "
+              f"{run.config.model.arch}, {t.epochs} epochs ~{images} training images, "
+              f"evaluated on {', '.join(f'{d}/{s}' for d, s in run.evaluations)}")
+        why = (f"running elsewhere ({runlock.describe(status.holder)})" if status.busy
+               else "; ".join([*plan.reasons(run), *([starts[run.run_id][1]] if run.run_id in starts else [])]))
+        if why:
+            print(f"         {why}")
+    start = {run_id: epoch for run_id, (epoch, _) in starts.items()}
+    if args.estimate:
+        print("\n".join(estimate_lines(plan, start, args.max_parallel)))
+    elif plan.to_train:
+        print(past_pace_line(plan, start, args.executor, args.max_parallel, args.results))
+
+
+def submit(registry, args, plan: Plan, cluster: dict | None) -> int:
+    """Trains, evaluates and measures what the plan lacks, then writes the reports and their verdicts."""
+    for run in plan.busy:
+        print(f"running elsewhere: {run.run_id} ({runlock.describe(plan.status[run.run_id].holder)}); not "
+              "submitted again, rerun when it has finished", file=sys.stderr)
+    for run in plan.todo:
+        if not plan.force and plan.status[run.run_id].redo:
+            print(f"redo {run.run_id}: {'; '.join(plan.reasons(run))}", file=sys.stderr)
+    if plan.force:
+        for run in plan.todo:
+            paths = store.RunPaths(args.profile, run.run_id, args.results, args.work)
+            shutil.rmtree(paths.work, ignore_errors=True)
+            shutil.rmtree(paths.result, ignore_errors=True)
+    jobs = launch.make_jobs(plan.todo, args.results, args.work, continue_shorter=not plan.force)
+    errors = launch.dispatch(jobs, args.executor, store.jobs_dir(args.jobs, args.profile),
+                             cluster=cluster, max_parallel=args.max_parallel, jobs_per_gpu=args.jobs_per_gpu)
     for error in errors:
         print(f"failed: {error}", file=sys.stderr)
     tables = _table_names(registry, args.target)
@@ -366,7 +277,27 @@ def cmd_run(registry, args) -> int:
         for path in report.write_reports(registry, args.profile, tables, args.results, args.reports, args.overrides):
             print(f"wrote {path}")
     print_verdicts(registry, args, tables)
-    return 1 if errors else 3 if elsewhere else 0
+    return 1 if errors else 3 if plan.busy else 0
+
+
+def cmd_run(registry, args) -> int:
+    """A table command: plan, then print the plan (``--dry-run``) or submit it, a failed preflight
+    submitting nothing."""
+    cluster = _cluster(registry, args)
+    plan = make_plan(_only(registry.plan(args.target, args.profile, args.seeds, args.overrides), args.only,
+                           args.target), args.results, args.work, args.force)
+    todo = plan.todo
+    problems = preflight.check(todo, args.executor, cluster, args.cluster,
+                               {"--results": args.results, "--work": args.work, "--jobs": args.jobs,
+                                "--reports": args.reports} if todo else {})
+    if args.dry_run:
+        print_plan(registry, args, plan)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"preflight: {len(problems)} problem(s); nothing was submitted", file=sys.stderr)
+        return 2
+    return 0 if args.dry_run else submit(registry, args, plan, cluster)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def install() -> None:
 
 
 def job(results: str, work: str, variant: str) -> None:
-    from experiments.launch import make_jobs
+    from experiments.dispatch.launch import make_jobs
     from experiments.registry import load_registry
     registry = load_registry()
     run = next(r for r in registry.plan("table3", "smoke") if variant in r.variants)

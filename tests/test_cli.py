@@ -75,7 +75,7 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 4
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-            "from experiments.launch import RunJob;"
+            "from experiments.dispatch.jobs import RunJob;"
             f"RunJob('{resolved.run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), "
             f"{str(dirs['results'])!r}, {str(dirs['work'])!r})()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
@@ -91,7 +91,7 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     epoch_at_kill = torch.load(ckpt, weights_only=False)["epoch"]
     assert 1 <= epoch_at_kill < 4
     # Rerunning completes the same run from its checkpoint (same job, as the CLI would submit it).
-    from experiments.launch import RunJob
+    from experiments.dispatch.jobs import RunJob
     RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),),
            str(dirs["results"]), str(dirs["work"]))()
     after = store.read_meta(dirs["results"] / "smoke" / resolved.run_id)
@@ -102,7 +102,7 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
 
 def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
     registry, _ = mini
-    from experiments.launch import RunJob
+    from experiments.dispatch.jobs import RunJob
     resolved = load_registry(registry).resolve("baseline", "smoke")
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 1

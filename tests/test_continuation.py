@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 import yaml
 
-from experiments import continuation, store
+from experiments import store
+from experiments.dispatch import continuation
 from experiments.bench import convergence
 from experiments.overrides import parse_override
+from experiments.registry import run_id_of
 from experiments.run import main as run_main
 from trans3dhead.config import RunConfig
 from trans3dhead.engine import train
@@ -26,7 +29,8 @@ def _config(root, **train_keys) -> RunConfig:
 
 
 def test_the_file_names_are_the_trainings():
-    assert (continuation.CHECKPOINT, continuation.CURVE) == (CHECKPOINT, CURVE)
+    paths = store.RunPaths("p", "r", work_root=Path("w"))
+    assert (paths.checkpoint, paths.curve) == (Path("w/p/r") / CHECKPOINT, Path("w/p/r") / CURVE)
 
 
 def test_a_continued_step_run_equals_the_longer_run_trained_in_one_go(tmp_path):
@@ -47,13 +51,13 @@ def test_a_continued_step_run_equals_the_longer_run_trained_in_one_go(tmp_path):
 
 
 def _store_run(results, work, profile: str, config: RunConfig, status: str = "done", checkpoint: bool = True):
-    run_id = f"{profile}-{config.train.epochs}-{config.train.schedule}-{config.train.lr}"
+    run_id = run_id_of(config)
     store.write_config(results / profile / run_id, config.to_dict())
     store.write_meta(results / profile / run_id, {"status": status, "epochs": config.train.epochs})
     if checkpoint:
         (work / profile / run_id).mkdir(parents=True)
-        for name in (continuation.CHECKPOINT, continuation.CURVE):
-            (work / profile / run_id / name).write_text(run_id)
+        for file in store.work_files(work / profile / run_id):
+            file.write_text(run_id)
     return run_id
 
 
@@ -68,7 +72,7 @@ def test_find_prefix_takes_the_longest_finished_step_run_of_the_same_config(tmp_
     prefix = continuation.find_prefix(target, results, work)
     assert (prefix.profile, prefix.run_id, prefix.epochs) == ("a", longest, 4)
     continuation.start_from(prefix, tmp_path / "new")
-    assert (tmp_path / "new" / continuation.CHECKPOINT).read_text() == longest
+    assert (tmp_path / "new" / CHECKPOINT).read_text() == longest
     assert continuation.find_prefix(_config(data, epochs=4).to_dict(), results, work).epochs == 3
     assert continuation.find_prefix(_config(data, epochs=3).to_dict(), results, work) is None
 
@@ -115,7 +119,7 @@ def test_run_with_more_epochs_continues_the_finished_run_and_says_so(tmp_path, m
 def test_dry_run_says_which_run_it_continues_and_charges_only_the_added_epochs(tmp_path, capsys):
     import platform
 
-    from experiments import estimate
+    from experiments.dispatch import estimate
     from experiments.registry import load_registry
 
     step = ("train.schedule=step", "train.lr_drop_epoch=1")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import fakejob
-from experiments import run, runlock, store
+from experiments import run, store
+from experiments.dispatch import runlock
 from experiments.registry import load_registry
 from trans3dhead import atomic
 from trans3dhead.engine.checkpoint import atomic_save
@@ -167,8 +168,9 @@ def _disk_full_after(monkeypatch, trigger: str, times: int) -> None:
         return write(path, body)
     monkeypatch.setattr(atomic, "atomic_write", failing)
     monkeypatch.setattr(atomic, "atomic_write_bytes", lambda path, data: failing(path, lambda f: f.write(data)))
-    import experiments.store
-    monkeypatch.setattr(experiments.store, "atomic_write_bytes", atomic.atomic_write_bytes)
+    import experiments.store.files
+    for module in (experiments.store, experiments.store.files):      # the store's writers, bound by name
+        monkeypatch.setattr(module, "atomic_write_bytes", atomic.atomic_write_bytes)
 
 
 def test_a_full_disk_names_the_path_leaves_no_temp_file_and_fails_the_run(fake, monkeypatch, capsys):
@@ -268,7 +270,7 @@ def test_the_table_command_prints_its_verdicts(fake, capsys):
 
 
 def test_a_failed_job_prints_its_own_error_not_only_its_log(tmp_path):
-    from experiments import launch
+    from experiments.dispatch import launch
     job = launch.RunJob("r1", "smoke", 0, ("v",), {}, (), str(tmp_path / "results"), str(tmp_path / "work"))
     store.write_meta(job.result_dir, {"status": "failed", "error": "DatasetError: image x.png is missing"})
     exc = RuntimeError("Job (task=0) failed during processing with trace:\n...\nYou can check full logs with "
@@ -301,7 +303,7 @@ def test_a_full_disk_under_a_folder_names_the_folder_and_the_option(tmp_path, wh
 
 
 def test_a_full_jobs_folder_leaves_no_empty_pickle(tmp_path):
-    from experiments import launch
+    from experiments.dispatch import launch
     jobs = tmp_path / "jobs"
     (jobs / "1").mkdir(parents=True)
     (jobs / "1" / "kept.pkl").write_bytes(b"whole")
@@ -318,7 +320,7 @@ def test_ctrl_c_stops_a_local_controller_without_a_traceback(tmp_path):
            "SUBMITIT_STDERR_TO_STDOUT": "", "SUBMITIT_LOCAL_WITH_SHELL": "", "SUBMITIT_LOCAL_NODEID": "0",
            "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_EXECUTOR": "local",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.local_controller", str(tmp_path)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.dispatch.local_controller", str(tmp_path)], env=env,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while not list(tmp_path.glob("*_log.out")) and time.time() < deadline:     # its task has started
@@ -332,9 +334,9 @@ def test_ctrl_c_stops_a_local_controller_without_a_traceback(tmp_path):
 def test_local_jobs_run_under_the_quiet_controller(tmp_path):
     import submitit
 
-    from experiments import launch
+    from experiments.dispatch import launch
     ex = submitit.LocalExecutor(folder=tmp_path / "%j")
     ex.update_parameters(timeout_min=2)
     with launch._quiet_controllers():
         job = ex.submit(int, "1")      # a builtin: the job's interpreter can unpickle it
-    assert "experiments.local_controller" in job._process.args and job.result() == 1
+    assert "experiments.dispatch.local_controller" in job._process.args and job.result() == 1

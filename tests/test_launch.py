@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from tqdm import tqdm
 
-from experiments import launch, store
+from experiments import store
+from experiments.dispatch import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +97,7 @@ def test_interrupt_cancels_running_jobs(tmp_path):
 BACKGROUND_SUBMITTER = """
 import signal, sys, time
 import submitit
-from experiments import launch
+from experiments.dispatch import launch
 signal.signal(signal.SIGINT, signal.SIG_IGN)         # what a script's `cmd &` does to cmd
 ex = submitit.LocalExecutor(folder=sys.argv[1])
 with launch._cancellable_by_sigint():

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from experiments import packing
+from experiments.dispatch import packing
 from experiments.registry import RegistryError, load_registry
 
 H200 = packing.GpuFacts(count=1, memory_gb=139.8)

@@ -149,7 +149,8 @@ def test_dry_run_estimate_times_each_model_size_here(tmp_path, capsys):
 def test_dry_run_charges_runs_at_the_pace_of_this_hosts_finished_runs(tmp_path, capsys):
     import platform
 
-    from experiments import estimate, store
+    from experiments import store
+    from experiments.dispatch import estimate
 
     pace = {"trans3dhead": 0.5, "dad3dnet": 1.5}           # seconds per step, whole runs
     for host in (platform.node(), "another-host"):

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from experiments import run, store
-from experiments.launch import RunJob
+from experiments.dispatch.jobs import RunJob
 from experiments.registry import REGISTRY_DIR, load_registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from experiments import continuation
+from experiments.dispatch import continuation
 from experiments.overrides import parse_sweep
 from experiments.registry import RegistryError, load_registry
 from experiments.stats import change_within, window_change

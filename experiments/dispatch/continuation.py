@@ -20,9 +20,6 @@ from experiments import store
 from experiments.registry import run_identity
 from trans3dhead.config import ConfigError, RunConfig
 
-CHECKPOINT, CURVE = "checkpoint.pt", "curve.csv"    # trans3dhead.engine.train's names (not imported: no torch here)
-
-
 @dataclass(frozen=True)
 class Prefix:
     """A finished run that a longer one can continue: where its checkpoint is and how far it trained."""
@@ -70,15 +67,15 @@ class Prefixes:
         for config_file in sorted(Path(results_root).glob("*/*/config.yaml")):
             run = config_file.parent
             meta = store.read_meta(run) or {}
-            work_dir = Path(work_root) / run.parent.name / run.name
-            if meta.get("status") != "done" or not (work_dir / CHECKPOINT).is_file():
-                continue
+            paths = store.RunPaths.of_result(run, work_root)
+            if meta.get("status") != "done" or not paths.checkpoint.is_file() or store.identity_problem(run, meta):
+                continue            # unfinished, its checkpoint gone, or another run's files: not a candidate
             try:
                 config = RunConfig.from_dict(store.read_config(run))
             except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
                 continue            # an unreadable or older-format run is simply not a candidate
             if config.train.schedule == "step" and meta.get("epochs") == config.train.epochs:
-                prefix = Prefix(run.parent.name, run.name, config.train.epochs, work_dir)
+                prefix = Prefix(paths.profile, paths.run_id, config.train.epochs, paths.work)
                 self._runs.append((_without_length(config), config, prefix))
 
     def longest_for(self, config: dict) -> Prefix | None:
@@ -101,10 +98,10 @@ def find_prefix(config: dict, results_root: Path, work_root: Path) -> Prefix | N
 
 
 def epochs_done(work_dir: Path) -> int:
-    """Epochs a run's own work folder has trained (its curve's rows), 0 when it has none."""
-    curve = Path(work_dir) / CURVE
+    """Epochs a run's own work folder has trained (its curve's rows), 0 when it has no checkpoint."""
+    checkpoint, curve = store.work_files(work_dir)
     try:
-        return max(0, len(curve.read_text().strip().splitlines()) - 1) if (Path(work_dir) / CHECKPOINT).is_file() else 0
+        return max(0, len(curve.read_text().strip().splitlines()) - 1) if checkpoint.is_file() else 0
     except OSError:
         return 0
 
@@ -112,9 +109,10 @@ def epochs_done(work_dir: Path) -> int:
 def start_from(prefix: Prefix, work_dir: Path) -> None:
     """Copies the prefix's checkpoint and curve into ``work_dir``, which the training then resumes from;
     each file lands whole (copied beside, then renamed) so an interruption leaves no half checkpoint."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for name in (CURVE, CHECKPOINT):        # the checkpoint last: its presence is what training resumes from
-        partial = work_dir / f".{name}.partial"
-        shutil.copyfile(prefix.work_dir / name, partial)
-        partial.replace(work_dir / name)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    (source_checkpoint, source_curve), (checkpoint, curve) = store.work_files(prefix.work_dir), store.work_files(work_dir)
+    # The checkpoint last: its presence is what the training resumes from.
+    for source, target in ((source_curve, curve), (source_checkpoint, checkpoint)):
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, partial)
+        partial.replace(target)

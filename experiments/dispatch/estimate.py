@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import torch
 import yaml
 
 from experiments import store
+from experiments.dispatch.steptimer import time_steps
 from trans3dhead.config import RunConfig
 
-WARMUP_STEPS, TIMED_STEPS = 1, 2
+TIMED_STEPS = 2
 
 
 def size_class(cfg: RunConfig) -> tuple:
@@ -33,38 +32,8 @@ def size_class(cfg: RunConfig) -> tuple:
 
 
 def seconds_per_step(cfg: RunConfig, flame_dir: Path, threads: int) -> float:
-    """Median-free mean of ``TIMED_STEPS`` forward+backward+Adam steps of ``cfg``'s model on random images."""
-    # Building models is what makes this module heavy: imported here, so a plain --dry-run stays quick.
-    from trans3dhead.engine.runtime import select_device
-    from trans3dhead.engine.schedule import build_optimizer
-    from trans3dhead.models import build_model
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        device = select_device(cfg.train.device)
-        model = build_model(cfg.model, flame_dir, torch.full((68, 2), 0.5)).to(device).train()
-        optimizer = build_optimizer(model, cfg.train)
-        images = torch.randn(cfg.train.batch_size, 3, cfg.data.image_size, cfg.data.image_size, device=device)
-
-        def step() -> None:
-            out = model(images)
-            loss = out["params"].square().mean() + out["landmarks_2d"].square().mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        for _ in range(WARMUP_STEPS):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(TIMED_STEPS):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - started) / TIMED_STEPS
-    finally:
-        torch.set_num_threads(previous)
+    """Mean seconds of ``TIMED_STEPS`` forward+backward+Adam steps of ``cfg``'s model on random images."""
+    return time_steps(cfg, TIMED_STEPS, flame_dir=flame_dir, threads=threads).seconds
 
 
 def training_steps(cfg: RunConfig, from_epoch: int = 0) -> int:

@@ -1,11 +1,11 @@
-"""The result store: ``results/<profile>/<run_id>/`` per run, every file written atomically.
+"""The store's files, each read, written (atomically) and checked here; one run's folder holds:
 
-Files: ``config.yaml`` (resolved), ``meta.json`` (variants, seed, status, error, provenance),
+``config.yaml`` (resolved), ``meta.json`` (variants, seed, status, error, provenance),
 ``curve.csv`` (validation curve), ``efficiency.json`` (parameters, FLOPs, speed and memory, measured
 alone on the machine), and per evaluation
 ``eval-<dataset>-<split>.json`` (aggregate), ``.csv`` (per sample), ``marr-...npz`` (Figures 7-8), ``predictions-...json`` (68
 landmarks and rotation, for the gallery) and ``images-...json`` (each item's image and evaluation crop,
-for Figure 7 and the gallery). Checkpoints live in ``work/``, outside the store.
+for Figure 7 and the gallery). Checkpoints live in ``work/``, outside the store (``runs.RunPaths``).
 """
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ import pandas as pd
 import yaml
 
 from trans3dhead.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (the store's writers)
+
+__all__ = ["EFFICIENCY_COLUMNS", "METRIC_COLUMNS", "CorruptResultWarning", "CorruptResultError", "RUN_STATUSES",
+           "code_version", "eval_name", "read_meta", "write_meta", "update_meta", "write_config", "read_config",
+           "write_evaluation", "EFFICIENCY_FILE", "NO_EFFICIENCY", "write_efficiency", "read_efficiency",
+           "efficiency_problem", "load_evaluation", "evaluation_problem", "has_evaluation", "per_sample", "curve",
+           "marr", "predictions", "images", "atomic_write_bytes", "atomic_write_json"]
 
 EFFICIENCY_COLUMNS = ("params", "flops", "fps_b1", "fps_b32", "peak_mem_b1_mb", "peak_mem_b32_mb", "train_wall_s")
 METRIC_COLUMNS = ("nme", "z5", "chamfer", "pose_error", "mae", "pitch", "yaw", "roll", "mean_face_nme")
@@ -40,7 +46,7 @@ RUN_STATUSES = ("done", "failed", "interrupted", "queued", "running", "missing")
 def code_version() -> str:
     """git sha of the checkout, '+dirty' when a tracked file of the code differs from it (an untracked
     file alone cannot change what the tracked code runs), or 'unknown' outside git."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]          # the checkout: experiments/store/files.py
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
@@ -50,10 +56,6 @@ def code_version() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def run_dir(results_root: Path, profile: str, run_id: str) -> Path:
-    return Path(results_root) / profile / run_id
 
 
 def eval_name(dataset: str, split: str) -> str:
@@ -72,28 +74,6 @@ def read_meta(path: Path) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError, CorruptResultError) as err:
         warnings.warn(f"{file} is corrupt ({err}); ignored", CorruptResultWarning)
         return None
-
-
-def identity_problem(path: Path, meta: dict) -> str | None:
-    """Why ``meta`` is not this folder's own (its run id names another run: a copied or moved folder), or None.
-    (The config hash is not re-derived here: a config key renamed since keeps its stored run id.)"""
-    run_id = meta.get("run_id")
-    if run_id is not None and run_id != Path(path).name:
-        return (f"{Path(path) / 'meta.json'} belongs to run {run_id!r}, not to the folder {Path(path).name} "
-                "(copied or moved from another run)")
-    return None
-
-
-def clear_foreign(path: Path) -> list[Path]:
-    """Removes the result files of a folder whose meta.json names another run (they are that run's, which
-    keeps its own folder), so that its redo starts clean; returns what it removed."""
-    meta = read_meta(path)
-    if meta is None or identity_problem(path, meta) is None:
-        return []
-    removed = [f for f in Path(path).iterdir() if f.is_file()]
-    for file in removed:
-        file.unlink()
-    return removed
 
 
 def _check_meta(meta: object) -> None:
@@ -188,6 +168,17 @@ def read_efficiency(path: Path) -> dict | None:
     except CorruptResultError as err:
         warnings.warn(f"{err}; ignored", CorruptResultWarning)
         return None
+
+
+def efficiency_problem(path: Path) -> str | None:
+    """Why the run's stored ``efficiency.json`` cannot be read, or None (also when there is none)."""
+    if not (Path(path) / EFFICIENCY_FILE).is_file():
+        return None
+    try:
+        _efficiency_file(Path(path))
+    except CorruptResultError as err:
+        return str(err)
+    return None
 
 
 def _is_number(value: object) -> bool:
@@ -290,98 +281,6 @@ def _companion_problems(path: Path, name: str) -> list[str]:
 def has_evaluation(path: Path, dataset: str, split: str) -> bool:
     """True when the evaluation is stored and readable (a corrupt one counts as missing: it is redone)."""
     return evaluation_problem(path, dataset, split) is None
-
-
-def corrupt_files(path: Path, evaluations) -> list[str]:
-    """The run's stored files that exist but do not parse or validate (a missing file is not corrupt)."""
-    path = Path(path)
-    if (path / "meta.json").is_file() and read_meta(path) is None:
-        return [f"{path / 'meta.json'} is corrupt"]
-    if (meta := read_meta(path)) is not None and (problem := identity_problem(path, meta)):
-        return [problem]
-    problems = [p for d, s in evaluations
-                if (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
-    if (path / "curve.csv").is_file() and curve(path) is None:
-        problems.append(f"{path / 'curve.csv'} is corrupt")
-    if (path / EFFICIENCY_FILE).is_file():
-        try:
-            _efficiency_file(path)
-        except CorruptResultError as err:
-            problems.append(str(err))
-    return problems
-
-
-def training_problems(path: Path, evaluations) -> list[str]:
-    """What keeps a run's training and evaluations from counting as finished: its status, each missing
-    or unusable evaluation, a corrupt curve."""
-    path = Path(path)
-    meta = read_meta(path)
-
-    def corrupt(evaluations) -> list[str]:          # a corrupt measurement is redone without retraining
-        return [p for p in corrupt_files(path, evaluations) if EFFICIENCY_FILE not in p]
-
-    if meta is None:
-        return corrupt(()) or ["not run yet"]
-    if meta.get("status") != "done":
-        return [f"status {meta.get('status', 'missing')}"]
-    missing = [p for d, s in evaluations
-               if not (path / f"eval-{eval_name(d, s)}.json").is_file() and (p := evaluation_problem(path, d, s))]
-    return missing + corrupt(evaluations)
-
-
-def run_problems(path: Path, evaluations, measure_efficiency: bool = False) -> list[str]:
-    """:func:`training_problems`, and for a run whose table reports efficiency, a missing or corrupt
-    measurement of it."""
-    problems = training_problems(path, evaluations)
-    if measure_efficiency and read_efficiency(path) is None:
-        file = Path(path) / EFFICIENCY_FILE
-        problems.append(f"{file} is corrupt" if file.is_file() else NO_EFFICIENCY)
-    return problems
-
-
-def collect(results_root: str | Path, profile: str) -> pd.DataFrame:
-    """One row per (run, evaluation); a run without evaluations gives one row with its status."""
-    rows = []
-    base = Path(results_root) / profile
-    for path in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
-        meta = read_meta(path)
-        if meta is None:
-            warnings.warn(f"{path} has no readable meta.json; ignored", CorruptResultWarning)
-            continue
-        if problem := identity_problem(path, meta):     # another run's numbers under this run's row: never
-            warnings.warn(f"{problem}; ignored", CorruptResultWarning)
-            continue
-        measured = {k: v for k, v in (read_efficiency(path) or {}).items()
-                    if k in EFFICIENCY_COLUMNS and k != "train_wall_s"}    # the training's wall time: from meta
-        common = {"run_id": path.name, "variants": ",".join(meta.get("variants", [])), "seed": meta.get("seed"),
-                  "profile": profile, "benchmark": meta.get("benchmark"), "status": meta.get("status", "missing"),
-                  "error": meta.get("error", ""), "code_version": meta.get("code_version"),
-                  "device": meta.get("device"), "date": meta.get("date"), "path": str(path),
-                  "train_wall_s": meta.get("train_wall_s")}
-        evals = sorted(path.glob("eval-*.json"))
-        if not evals:
-            rows.append({**common, "dataset": None, "split": None})
-        for eval_file in evals:
-            try:
-                data = load_evaluation(eval_file)
-                problem = evaluation_problem(path, data["dataset"], data["split"])
-                if problem:
-                    raise CorruptResultError(problem)
-            except CorruptResultError as err:
-                warnings.warn(f"{eval_file} is corrupt or partial ({err}); ignored", CorruptResultWarning)
-                continue
-            row = {**common, "dataset": data["dataset"], "split": data["split"],
-                   "eval_code_version": data.get("code_version") or meta.get("code_version")}
-            row.update({k: v for k, v in data["aggregate"].items() if k in METRIC_COLUMNS})
-            row.update(measured)            # a run-level measure: on every evaluation's row
-            rows.append(row)
-    columns = ["run_id", "variants", "seed", "profile", "benchmark", "dataset", "split", "status", "error",
-               *METRIC_COLUMNS, *EFFICIENCY_COLUMNS, "code_version", "eval_code_version", "device", "date", "path"]
-    frame = pd.DataFrame(rows)
-    for column in columns:
-        if column not in frame:
-            frame[column] = np.nan
-    return frame[columns]
 
 
 def _read_per_sample(file: Path) -> pd.DataFrame:

@@ -8,92 +8,32 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from experiments.registry.checks import RegistryError, load_unique_yaml, read_yaml, unknown_keys  # noqa: F401
+from experiments.registry.tables import (FIGURES, Row, Section, Step, TableSpec,  # noqa: F401  (the registry's names)
+                                         _parse_table)
 from trans3dhead.config import ConfigError, RunConfig, did_you_mean
-from trans3dhead.metrics import METRICS
 
-REGISTRY_DIR = Path(__file__).parent / "registry"
+REGISTRY_DIR = Path(__file__).parent      # the YAML files live beside this package's modules
 DEFAULT_PROFILE = "converged"    # the longest profile; its Table 3 runs pass the convergence test
 VARIANT_KEYS = {"base", "label", "description", "model", "loss", "train"}
 PROFILE_KEYS = {"base", "description", "benchmark_note", "verdicts_beside", "model", "data", "train"}
-TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures", "note"}
-ROW_KEYS = {"label", "variant", "paper"}
-STEP_KEYS = {"from", "to", "metrics", "claim"}
 CLUSTER_KEYS = {"partition", "account", "qos", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min",
                 "array_parallelism", "setup", "constraint", "additional_parameters", "runs_per_job"}
 # A profile may size and schedule a run, never switch an ablation (the paper's comparisons).
 # The list is declared once, on the config fields themselves (trans3dhead.config.switch).
 ABLATION_SWITCHES = RunConfig.ablation_switches()
-EXTRA_METRICS = {"fps"}          # paper-only columns
-# The figures a table's report may draw (its `figures:` key), by kind: a table's figures summarise the
-# whole table, a figure's are drawn per row (the report package maps each name to its section).
-FIGURES = {"table": ("deltas", "curves"), "figure": ("marr_layers", "residual_histogram")}
 # How a run is executed, not what it computes: left out of the run id, so that a machine with more
 # loader workers or less RAM reuses the same results.
 EXECUTION_ONLY = {"data": ("num_workers", "cache_in_memory"),
                   "train": ("sync_every", "channels_last", "compile")}
 
 
-class RegistryError(ValueError):
-    """A registry file is wrong; the message names the file, the entry and the fix."""
-
-
 def ablation_switch(section: str, key: str) -> bool:
     """Is ``section.key`` one of the paper's ablation switches (which only a variant may set)?"""
     return key in ABLATION_SWITCHES.get(section, ())
-
-
-@dataclass(frozen=True)
-class Row:
-    """A table row: its label, the variant that computes it (None: paper only) and the paper's numbers."""
-    label: str
-    variant: str | None
-    paper: dict
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True)
-class Step:
-    """An ablation step whose direction the report checks: from one row label to another, on ``metrics``."""
-    from_label: str
-    to_label: str
-    metrics: tuple[str, ...]
-    claim: str
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One entry of tables.yaml: a paper table or figure, its evaluation, rows, steps and figures."""
-    name: str
-    title: str
-    kind: str
-    dataset: str
-    split: str
-    metrics: tuple[str, ...]
-    efficiency: bool
-    sections: tuple[Section, ...]
-    steps: tuple[Step, ...]
-    figures: tuple[str, ...] = ()
-    note: str = ""                   # printed under the table (e.g. which loss each row trained with)
-
-    @property
-    def rows(self) -> list[Row]:
-        return [row for section in self.sections for row in section.rows]
-
-    def row(self, label: str) -> Row:
-        for row in self.rows:
-            if row.label == label:
-                return row
-        raise KeyError(label)
 
 
 @dataclass(frozen=True)
@@ -107,51 +47,6 @@ class ResolvedRun:
     evaluations: tuple[tuple[str, str], ...] = ()       # (dataset, split) pairs the tables need
     variants: tuple[str, ...] = ()                       # every variant name sharing this run
     measure_efficiency: bool = False                     # a table with FPS columns needs this run
-
-
-def _unknown(keys, allowed, where: str) -> None:
-    for key in keys:
-        if key not in allowed:
-            did = did_you_mean(key, allowed)
-            raise RegistryError(f"{where}: unknown key '{key}'{did} (valid: {sorted(allowed)})")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a key given twice in one mapping is an error: the second `qa:` would
-    silently redefine a variant, and every variant built on it."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:       # an unhashable key (a list): PyYAML names it below
-                continue
-            if first != key_node.start_mark.line + 1:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first}): remove or rename one",
-                    key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_unique_yaml(text: str):
-    """YAML text read safely, a key given twice in one mapping refused (yaml.YAMLError)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise RegistryError(f"registry file {path} is missing")
-    try:
-        data = load_unique_yaml(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as err:
-        raise RegistryError(f"{path} is not UTF-8 text ({err}); save it as UTF-8") from None
-    except yaml.YAMLError as err:
-        raise RegistryError(f"{path} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise RegistryError(f"{path}: expected a mapping of names to entries")
-    return data
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -291,11 +186,11 @@ class Registry:
     def cluster(self, path: str | Path) -> dict:
         """A SLURM cluster file, its keys checked."""
         path = Path(path)
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if not data:
             raise RegistryError(f"cluster file {path} is empty: set at least partition (and gpus_per_node, "
                                 "timeout_min; see experiments/registry/clusters/local.yaml)")
-        _unknown(data, CLUSTER_KEYS, f"cluster file {path}")
+        unknown_keys(data, CLUSTER_KEYS, f"cluster file {path}")
         for key in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism"):
             value = data.get(key)
             smallest = 0 if key == "gpus_per_node" else 1
@@ -313,97 +208,6 @@ class Registry:
         return data
 
 
-def _names(value: object, where: str) -> list[str]:
-    """A YAML list of names (None: none); anything else (a number, a nested list) names the key."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RegistryError(f"{where}: {value!r} must be a list of names, e.g. [nme, z5]")
-    return value
-
-
-def _mappings(value: object, where: str, expected: str) -> list[dict]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise RegistryError(f"{where}: {value!r} is not {expected}")
-    return value
-
-
-def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
-    where = f"tables.yaml: {name}"
-    if not isinstance(raw, dict):
-        raise RegistryError(f"{where}: expected a mapping")
-    _unknown(raw, TABLE_KEYS, where)
-    for key in ("title", "kind", "dataset", "split", "sections"):
-        if key not in raw:
-            raise RegistryError(f"{where}: missing '{key}'")
-    if raw["kind"] not in ("table", "figure"):
-        raise RegistryError(f"{where}: kind '{raw['kind']}' must be table or figure")
-    if raw["dataset"] not in ("dad3dheads", "aflw2000"):
-        raise RegistryError(f"{where}: dataset '{raw['dataset']}' must be dad3dheads or aflw2000")
-    for key in ("title", "split"):
-        if not isinstance(raw[key], str):
-            raise RegistryError(f"{where}: {key} {raw[key]!r} must be text")
-    if not isinstance(raw.get("note", ""), str):
-        raise RegistryError(f"{where}: note {raw['note']!r} must be text (quote it)")
-    metrics = tuple(_names(raw.get("metrics"), f"{where}: metrics"))
-    for metric in metrics:
-        if metric not in METRICS:
-            raise RegistryError(f"{where}: unknown metric '{metric}' (valid: {sorted(METRICS)})")
-    if not isinstance(raw.get("efficiency", False), bool):
-        raise RegistryError(f"{where}: efficiency {raw['efficiency']!r} must be true or false")
-    sections = []
-    for section in _mappings(raw["sections"], f"{where}: sections", "a list of sections ({name: ..., rows: [...]})"):
-        rows = []
-        _unknown(section, {"name", "rows"}, f"{where} section")
-        for row in _mappings(section.get("rows") or [], f"{where}: section '{section.get('name', '')}' rows",
-                             "a list of rows ({label: ..., variant: ..., paper: {...}})"):
-            _unknown(row, ROW_KEYS, f"{where} row {row.get('label')}")
-            if not isinstance(row.get("label"), str) or not row["label"].strip():
-                raise RegistryError(f"{where}: row label {row.get('label')!r} must be text (quote it: "
-                                    f"label: \"{row.get('label')}\")")
-            if row.get("variant") is not None and not isinstance(row["variant"], str):
-                raise RegistryError(f"{where}: row '{row['label']}' variant {row['variant']!r} must be a variant name")
-            if row.get("variant") is not None and row["variant"] not in variants:
-                did = did_you_mean(row["variant"], variants)
-                raise RegistryError(f"{where}: row '{row.get('label')}' names variant '{row['variant']}', "
-                                    f"which variants.yaml does not define{did}")
-            paper = row.get("paper") or {}
-            if not isinstance(paper, dict):
-                raise RegistryError(f"{where}: row '{row['label']}' paper {paper!r} must map metrics to numbers")
-            for metric, value in paper.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise RegistryError(f"{where}: row '{row['label']}' paper value {metric}={value!r} is not a "
-                                        "number (write it without units or quotes)")
-            paper = dict(paper)
-            for metric in paper:
-                if metric not in metrics and metric not in EXTRA_METRICS:
-                    raise RegistryError(f"{where}: row '{row.get('label')}' has a paper value for '{metric}', "
-                                        f"which is not among the table's metrics {list(metrics)}")
-            rows.append(Row(str(row["label"]), row.get("variant"), paper))
-        sections.append(Section(str(section.get("name", "")), tuple(rows)))
-    labels = [r.label for s in sections for r in s.rows]
-    for label in sorted({label for label in labels if labels.count(label) > 1}):
-        raise RegistryError(f"{where}: row label '{label}' is used {labels.count(label)} times; each row "
-                            "needs its own label (steps and reports find rows by label)")
-    steps = []
-    for step in _mappings(raw.get("steps") or [], f"{where}: steps", "a list of {from: ..., to: ...}"):
-        _unknown(step, STEP_KEYS, f"{where} step")
-        _names(step.get("metrics"), f"{where}: step metrics")
-        for end in ("from", "to"):
-            if step.get(end) not in labels:
-                raise RegistryError(f"{where}: step {end} '{step.get(end)}' is not a row label ({labels})")
-        steps.append(Step(step["from"], step["to"], tuple(step.get("metrics") or metrics), str(step.get("claim", ""))))
-    figures = tuple(_names(raw.get("figures"), f"{where}: figures"))
-    for figure in figures:
-        if figure not in FIGURES[raw["kind"]]:
-            did = did_you_mean(figure, FIGURES[raw["kind"]])
-            raise RegistryError(f"{where}: unknown figure '{figure}' for a {raw['kind']}{did} "
-                                f"(valid: {list(FIGURES[raw['kind']])})")
-    return TableSpec(name, str(raw["title"]), raw["kind"], raw["dataset"], str(raw["split"]), metrics,
-                     bool(raw.get("efficiency", False)), tuple(sections), tuple(steps), figures,
-                     str(raw.get("note", "")).strip())
-
-
 def _check_profile(name: str, raw: dict) -> None:
     where = f"profiles.yaml: {name}"
     if not isinstance(raw, dict):
@@ -413,22 +217,22 @@ def _check_profile(name: str, raw: dict) -> None:
             if ablation_switch(group, key):
                 raise RegistryError(f"{where}: a profile may not change the ablation switch '{group}.{key}'; "
                                     "set it in a variant (variants.yaml) instead")
-    _unknown(raw, PROFILE_KEYS, where)
+    unknown_keys(raw, PROFILE_KEYS, where)
 
 
 def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
     """Reads and validates the registry folder; every variant must resolve under every profile."""
     root = Path(root)
-    variants = _read_yaml(root / "variants.yaml")
+    variants = read_yaml(root / "variants.yaml")
     for name, entry in variants.items():
         if not isinstance(entry, dict):
             raise RegistryError(f"variants.yaml: {name}: expected a mapping")
-        _unknown(entry, VARIANT_KEYS, f"variants.yaml: {name}")
+        unknown_keys(entry, VARIANT_KEYS, f"variants.yaml: {name}")
         try:        # the entry's own keys and values, so the message names the variant that has the typo
             RunConfig.from_dict({k: v for k, v in entry.items() if k in ("model", "loss", "train")})
         except ConfigError as err:
             raise RegistryError(f"variants.yaml: {name}: {err}") from err
-    profiles = _read_yaml(root / "profiles.yaml")
+    profiles = read_yaml(root / "profiles.yaml")
     for name, entry in profiles.items():
         _check_profile(name, entry)
     profiles = _inherit_profiles(profiles)
@@ -438,7 +242,7 @@ def load_registry(root: str | Path = REGISTRY_DIR) -> Registry:
             did = did_you_mean(str(beside), list(profiles))
             raise RegistryError(f"profiles.yaml: {name}: verdicts_beside '{beside}' must name another profile{did} "
                                 f"(valid: {[p for p in profiles if p != name]})")
-    tables = {name: _parse_table(name, raw, variants) for name, raw in _read_yaml(root / "tables.yaml").items()}
+    tables = {name: _parse_table(name, raw, variants) for name, raw in read_yaml(root / "tables.yaml").items()}
     clusters = {p.stem: p for p in sorted((root / "clusters").glob("*.yaml"))}
     registry = Registry(variants, tables, profiles, clusters, root)
     for name in variants:                      # every variant must resolve under every profile

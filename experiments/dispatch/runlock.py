@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-LOCK_NAME = "run.lock"
+from experiments.store import LOCK_NAME, describe_holder
 
 
 def lock_path(work_dir: Path) -> Path:
@@ -67,5 +67,4 @@ def _read_holder(path: Path) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def describe(info: dict) -> str:
-    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
+describe = describe_holder          # "pid P on HOST": the store's words, which ``status`` shows too

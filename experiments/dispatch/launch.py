@@ -1,156 +1,27 @@
-"""Dispatch of runs as jobs through submitit: in-process (debug), local processes, or a SLURM array.
-
-A job trains (resuming from its checkpoint), evaluates what its tables need, and writes its results
-atomically. Its ``checkpoint()`` hands submitit a fresh copy of itself, so a preempted or timed-out
-SLURM job is requeued and resumes from the last epoch's checkpoint.
-"""
+"""Dispatch of runs as jobs (``jobs.RunJob``, ``jobs.EfficiencyJob``) through submitit: in-process
+(debug), local processes, or a SLURM array; rolling slots, waiting, failures in the run's own words."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
-import platform
 import signal
+import subprocess
 import threading
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import subprocess
-
 import submitit
 import submitit.local.local as submitit_local
-import torch
 from tqdm import tqdm
 
-from experiments import continuation, packing, runlock, store
+from experiments import store
+from experiments.dispatch import packing
+from experiments.dispatch.jobs import EfficiencyJob, RunJob
 from experiments.registry import ResolvedRun
 from trans3dhead.atomic import naming_folder
-from trans3dhead.config import RunConfig
 
 EXECUTORS = ("debug", "local", "slurm")
-
-
-class _RunFolders:
-    """Where a job's run lives: its result folder in the store and its work folder (checkpoint, lock), from
-    the job's ``run_id``, ``profile``, ``results_root`` and ``work_root``."""
-
-    @property
-    def result_dir(self) -> Path:
-        return store.run_dir(Path(self.results_root), self.profile, self.run_id)
-
-    @property
-    def work_dir(self) -> Path:
-        return Path(self.work_root) / self.profile / self.run_id
-
-
-@dataclass
-class RunJob(_RunFolders):
-    """One run as a picklable callable (paths and a config dict, nothing heavy)."""
-    run_id: str
-    profile: str
-    seed: int
-    variants: tuple[str, ...]
-    config: dict
-    evaluations: tuple[tuple[str, str], ...]
-    results_root: str
-    work_root: str
-    threads: int = 0
-    continue_shorter: bool = True      # start from a finished shorter run of the same config (continuation.py)
-    runs_alone = False                 # trains beside other runs: one per core or GPU slot
-
-    def __call__(self) -> str:
-        """Trains and evaluates under the run's lock: a second job on the same run (another submitter,
-        or a rerun while the killed submitter's jobs live on) waits, then reuses what the first finished."""
-        def waiting(holder: dict) -> None:
-            print(f"{self.run_id}: running elsewhere ({runlock.describe(holder)}); waiting for it", flush=True)
-
-        with runlock.hold(self.work_dir, on_wait=waiting):
-            if not store.training_problems(self.result_dir, self.evaluations):
-                return self.run_id
-            return self._train_and_evaluate()
-
-    def _train_and_evaluate(self) -> str:
-        # Imported here: the dispatcher itself should not pay for torch model code.
-        from trans3dhead.engine import evaluate, train
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        cfg = RunConfig.from_dict(self.config)
-        out = self.result_dir
-        version = store.code_version()
-        # A job that only adds an evaluation to a finished run keeps the training's provenance (start,
-        # code version, date); each evaluation file records the code version that computed it.
-        training = {"started": _now(), "code_version": version}
-        store.clear_foreign(out)
-        already_trained = (store.read_meta(out) or {}).get("status") == "done"
-        if self.continue_shorter and not already_trained and not (self.work_dir / continuation.CHECKPOINT).is_file():
-            prefix = continuation.find_prefix(self.config, Path(self.results_root), Path(self.work_root))
-            if prefix:
-                continuation.start_from(prefix, self.work_dir)
-                training["continued_from"] = prefix.as_meta()
-        store.write_config(out, self.config)
-        store.update_meta(out, run_id=self.run_id, profile=self.profile, seed=self.seed, variants=list(self.variants),
-                          benchmark=cfg.data.benchmark, status="running", error="", pid=os.getpid(),
-                          host=platform.node(), log_dir=str(self.work_dir), **({} if already_trained else training))
-        try:
-            summary = train(cfg, self.work_dir, show_progress=False)
-            store.atomic_write_bytes(out / "curve.csv", (self.work_dir / "curve.csv").read_bytes())
-            for dataset, split in self.evaluations:
-                if store.has_evaluation(out, dataset, split):
-                    continue
-                result = evaluate(summary["checkpoint"], dataset, split)
-                store.write_evaluation(out, dataset, split, result.aggregate, result.per_sample, result.marr,
-                                       result.predictions, code_version=version)
-            trained_by_this_job = summary["epochs_trained"] > 0 or not already_trained
-            store.update_meta(out, status="done", device=summary["device"], amp=summary["amp"],
-                              train_wall_s=round(summary["wall_s"], 1), epochs=summary["epochs"],
-                              best_val_nme=summary["best_val_nme"], **({"trunk": summary["trunk"]} if summary.get("trunk") else {}),
-                              **({**training, "finished": _now(), "date": _now()[:10]} if trained_by_this_job else {}))
-        except Exception as err:
-            try:
-                store.update_meta(out, status="failed", error=f"{type(err).__name__}: {err}",
-                                  traceback=traceback.format_exc(limit=8), finished=_now())
-            except OSError:     # the disk is full: the lock is released anyway, so `status` calls it dead
-                pass
-            raise
-        except KeyboardInterrupt:       # cancelled (Ctrl-C on the submitter, scancel): resumable, not failed
-            store.update_meta(out, status="interrupted", finished=_now())
-            raise
-        return self.run_id
-
-    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-        """Requeue: a fresh instance resumes from the checkpoint in work_dir."""
-        return submitit.helpers.DelayedSubmission(RunJob(**self.__dict__))
-
-
-@dataclass
-class EfficiencyJob(_RunFolders):
-    """Measures one run's parameters, FLOPs, speed and memory (``efficiency.json``), alone on the machine:
-    a job beside it would skew its speed. It builds the run's model afresh (the figures do not depend on the
-    weights), so it takes seconds and needs no checkpoint, and the run itself trains in the shared slots."""
-    run_id: str
-    profile: str
-    config: dict
-    results_root: str
-    work_root: str
-    threads: int = 0
-    runs_alone = True
-
-    def __call__(self) -> str:
-        from trans3dhead.engine.efficiency import measure_config
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        figures, device = measure_config(RunConfig.from_dict(self.config))
-        store.write_efficiency(self.result_dir, figures, device=device, code_version=store.code_version())
-        return self.run_id
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, threads: int = 0,
@@ -161,10 +32,11 @@ def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, thre
     trains each from its first step."""
     measure, train = [], []
     for r in runs:
-        path = store.run_dir(results_root, r.profile, r.run_id)
-        if r.measure_efficiency and store.read_efficiency(path) is None:
+        status = store.assess(store.RunPaths(r.profile, r.run_id, Path(results_root), Path(work_root)),
+                              r.evaluations, r.measure_efficiency)
+        if status.measure:
             measure.append(EfficiencyJob(r.run_id, r.profile, r.config.to_dict(), str(results_root), str(work_root)))
-        if store.training_problems(path, r.evaluations):
+        if status.train:
             train.append(RunJob(r.run_id, r.profile, r.seed, r.variants, r.config.to_dict(), r.evaluations,
                                 str(results_root), str(work_root), threads, continue_shorter))
     return train + measure
@@ -173,7 +45,7 @@ def make_jobs(runs: list[ResolvedRun], results_root: Path, work_root: Path, thre
 def current_epochs(jobs: list) -> str:
     parts = []
     for job in (run for item in jobs for run in getattr(item, "jobs", [item])):     # a RunBatch holds several
-        curve = job.work_dir / "curve.csv"
+        curve = store.work_files(job.work_dir)[1]
         if curve.is_file():
             lines = curve.read_text().strip().splitlines()
             parts.append(f"{job.run_id[:6]}:e{len(lines) - 1}")
@@ -369,10 +241,10 @@ def _cancellable_by_sigint():
 
 @contextlib.contextmanager
 def _quiet_controllers():
-    """Local jobs started inside it run under :mod:`experiments.local_controller` (quiet on Ctrl-C)
+    """Local jobs started inside it run under :mod:`experiments.dispatch.local_controller` (quiet on Ctrl-C)
     instead of submitit's stock controller; submitit builds the command itself, so the one Popen it
     makes is rewritten."""
-    from experiments import local_controller
+    from experiments.dispatch import local_controller
 
     real = subprocess.Popen
 

@@ -85,15 +85,10 @@ def largest_peak_gb(jobs: list) -> float:
 def _peak_gb(config: dict, steps: int) -> float:
     import torch
 
-    from experiments.bench.phases import fwd_bwd_images_per_s
+    from experiments.dispatch.steptimer import time_steps
     from trans3dhead.config import RunConfig
-    from trans3dhead.engine.runtime import use_bf16
 
-    cfg = RunConfig.from_dict(config)
-    device = torch.device("cuda", 0)
-    torch.cuda.reset_peak_memory_stats(device)
-    fwd_bwd_images_per_s(cfg, steps, device, use_bf16(cfg.train.amp, device))
-    return torch.cuda.max_memory_allocated(device) / 2**30
+    return time_steps(RunConfig.from_dict(config), steps, device=torch.device("cuda", 0)).peak_gb
 
 
 @dataclass
