@@ -140,3 +140,37 @@ def test_every_committed_result_still_validates():
     if not checked:
         import pytest
         pytest.skip("no committed results: issue 25 retired them; the evidence issue (30) commits the new runs")
+
+
+def test_a_folder_whose_config_is_another_runs_is_broken_not_collected_and_redone(tmp_path):
+    """Issue 28: the run id is recomputed from the stored config.yaml; a folder holding another run's config
+    (copied or moved, its meta naming no run id) is broken, left out of the reports and redone."""
+    from experiments.dispatch.plan import make_plan
+    from experiments.registry import load_registry
+
+    registry = load_registry()
+    run = registry.plan("table3", "smoke")[0]
+    other = next(r for r in registry.plan("table3", "smoke") if r.run_id != run.run_id)
+    out = _write(tmp_path / "smoke", run.run_id, {"nme": 1.5})
+    store.write_config(out, run.config.to_dict())
+    assert store.identity_problem(out) is None and store.corrupt_files(out, run.evaluations) == []
+    store.write_config(out, other.config.to_dict())
+    problem = store.identity_problem(out)
+    assert f"config of run '{other.run_id}'" in problem and run.run_id in problem
+    status = make_plan([run], tmp_path, tmp_path / "work").status[run.run_id]
+    assert status.state is store.RunState.BROKEN and status.train and status.redo
+    assert store.run_problems(out, run.evaluations) == [problem]
+    with pytest.warns(store.CorruptResultWarning, match=f"config of run '{other.run_id}'"):
+        assert store.collect(tmp_path, "smoke").empty
+    (out / "config.yaml").write_text("model: [unclosed")
+    assert "does not resolve to a config" in store.identity_problem(out)
+    assert store.clear_foreign(out) and list(out.iterdir()) == []     # its redo starts clean
+
+
+def test_run_paths_are_the_one_layout_of_a_run(tmp_path):
+    paths = store.RunPaths("cpu", "abc", tmp_path / "results", tmp_path / "work", tmp_path / "jobs")
+    assert paths.result == store.run_dir(tmp_path / "results", "cpu", "abc") == tmp_path / "results/cpu/abc"
+    assert paths.work == tmp_path / "work/cpu/abc" and paths.lock == paths.work / store.LOCK_NAME
+    assert paths.jobs == store.jobs_dir(tmp_path / "jobs", "cpu") == tmp_path / "jobs/cpu"
+    assert store.RunPaths.of_result(paths.result, tmp_path / "work") == store.RunPaths(
+        "cpu", "abc", tmp_path / "results", tmp_path / "work")
