@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from experiments import run, store
-from experiments.registry import REGISTRY_DIR, load_registry
+from experiments.registry import REGISTRY_DIR, load_registry, run_id_of
+from trans3dhead.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,29 +75,30 @@ def test_kill_9_then_rerun_completes_from_the_checkpoint(mini, tmp_path):
     resolved = reg.resolve("baseline", "smoke")
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 4
+    run_id = run_id_of(RunConfig.from_dict(raw))          # the id of the config it trains
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
             "from experiments.dispatch.jobs import RunJob;"
-            f"RunJob('{resolved.run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), "
+            f"RunJob('{run_id}', 'smoke', 0, ('baseline',), {raw!r}, (('dad3dheads', 'val'),), "
             f"{str(dirs['results'])!r}, {str(dirs['work'])!r})()")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
-    ckpt = dirs["work"] / "smoke" / resolved.run_id / "checkpoint.pt"
+    ckpt = dirs["work"] / "smoke" / run_id / "checkpoint.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = json.loads((dirs["results"] / "smoke" / resolved.run_id / "meta.json").read_text())
+    before = json.loads((dirs["results"] / "smoke" / run_id / "meta.json").read_text())
     assert before["status"] == "running"                       # killed mid-training
     import torch
     epoch_at_kill = torch.load(ckpt, weights_only=False)["epoch"]
     assert 1 <= epoch_at_kill < 4
     # Rerunning completes the same run from its checkpoint (same job, as the CLI would submit it).
     from experiments.dispatch.jobs import RunJob
-    RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),),
+    RunJob(run_id, "smoke", 0, ("baseline",), raw, (("dad3dheads", "val"),),
            str(dirs["results"]), str(dirs["work"]))()
-    after = store.read_meta(dirs["results"] / "smoke" / resolved.run_id)
+    after = store.read_meta(dirs["results"] / "smoke" / run_id)
     assert after["status"] == "done" and after["epochs"] == 4
-    curve = store.curve(dirs["results"] / "smoke" / resolved.run_id)
+    curve = store.curve(dirs["results"] / "smoke" / run_id)
     assert list(curve["epoch"]) == [1, 2, 3, 4]
 
 
@@ -106,9 +108,10 @@ def test_an_added_evaluation_keeps_the_training_provenance(mini, tmp_path):
     resolved = load_registry(registry).resolve("baseline", "smoke")
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 1
-    job = lambda *evaluations: RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations,  # noqa: E731
+    run_id = run_id_of(RunConfig.from_dict(raw))          # the id of the config it trains
+    job = lambda *evaluations: RunJob(run_id, "smoke", 0, ("baseline",), raw, evaluations,  # noqa: E731
                                       str(tmp_path / "results"), str(tmp_path / "work"))
-    out = store.run_dir(tmp_path / "results", "smoke", resolved.run_id)
+    out = store.run_dir(tmp_path / "results", "smoke", run_id)
     job(("dad3dheads", "val"))()
     store.update_meta(out, code_version="trained-by-old-code")    # as if trained at an older commit
     trained = store.read_meta(out)

@@ -12,7 +12,8 @@ import yaml
 
 from experiments import run, store
 from experiments.dispatch.jobs import RunJob
-from experiments.registry import REGISTRY_DIR, load_registry
+from experiments.registry import REGISTRY_DIR, load_registry, run_id_of
+from trans3dhead.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "experiments" / "registry" / "clusters" / "local.yaml"
@@ -81,15 +82,16 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(tmp_path):
     resolved = load_registry().resolve("baseline", "smoke")
     raw = resolved.config.to_dict()
     raw["train"]["epochs"] = 5
+    run_id = run_id_of(RunConfig.from_dict(raw))          # the id of the config it trains
     evaluations = (("dad3dheads", "val"),)
 
     def job(results, work):
-        return RunJob(resolved.run_id, "smoke", 0, ("baseline",), raw, evaluations, str(results), str(work), threads=1)
+        return RunJob(run_id, "smoke", 0, ("baseline",), raw, evaluations, str(results), str(work), threads=1)
 
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs" / "%j", cluster="slurm")
     executor.update_parameters(timeout_min=30, cpus_per_task=1, mem_gb=2, slurm_partition="debug")
     handle = executor.submit(job(tmp_path / "results", tmp_path / "work"))
-    ckpt = tmp_path / "work" / "smoke" / resolved.run_id / "checkpoint.pt"
+    ckpt = tmp_path / "work" / "smoke" / run_id / "checkpoint.pt"
     deadline = time.time() + 240
     while time.time() < deadline and not ckpt.exists():
         time.sleep(0.5)
@@ -99,11 +101,11 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(tmp_path):
     interrupted = torch.load(ckpt, weights_only=False)
 
     job(tmp_path / "results2", tmp_path / "work2")()    # the same run, uninterrupted, in-process
-    straight = torch.load(tmp_path / "work2" / "smoke" / resolved.run_id / "checkpoint.pt", weights_only=False)
+    straight = torch.load(tmp_path / "work2" / "smoke" / run_id / "checkpoint.pt", weights_only=False)
     assert interrupted["epoch"] == straight["epoch"] == 5
     for name, value in straight["model"].items():
         assert torch.equal(value, interrupted["model"][name]), name
-    a = store.read_meta(tmp_path / "results" / "smoke" / resolved.run_id)
+    a = store.read_meta(tmp_path / "results" / "smoke" / run_id)
     log = "".join(p.read_text() for p in (tmp_path / "jobs").rglob("*.err"))
     assert a["status"] == "done"
     assert "requeue" in log.lower() or "checkpoint" in log.lower()
