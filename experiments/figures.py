@@ -161,7 +161,8 @@ def ablation_deltas(rows: pd.DataFrame, path: Path) -> Path:
         part = rows[rows["metric"] == metric].reset_index(drop=True)
         y = -np.arange(len(part))
         for yi, (_, row) in zip(y, part.iterrows()):
-            colour = next((c for kind, c in VERDICT_COLOURS.items() if str(row["verdict"]).startswith(kind)), "tab:gray")
+            verdict = str(row["verdict"])
+            colour = next((c for kind, c in VERDICT_COLOURS.items() if verdict.startswith(kind)), "tab:gray")
             ax.errorbar([row["delta"]], [yi], xerr=[[row["delta"] - row["lo"]], [row["hi"] - row["delta"]]],
                         fmt="o", ms=4, c=colour, capsize=2)
         ax.axvline(0, c="black", lw=0.8)
@@ -169,7 +170,7 @@ def ablation_deltas(rows: pd.DataFrame, path: Path) -> Path:
         ax.set_ylim(y.min() - 0.6, 0.6)
         ax.set_title(metric, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("change after − before, 95% interval (crossed seed × image model)\n"
-                 "green: holds, red: reversed (Holm p < 0.05); blue: smaller than the paper's change (TOST); grey: noise", fontsize=8)
+    fig.suptitle("change after − before, 95% interval (crossed seed × image model)\ngreen: holds, red: reversed "
+                 "(Holm p < 0.05); blue: smaller than the paper's change (TOST); grey: noise", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scipy.stats import t as student_t
 
 from experiments import report, stats, store
 from experiments.overrides import parse_overrides
@@ -189,7 +188,7 @@ def test_ablation_steps_intervals_and_verdicts(known, registry, tmp_path):
         f"smaller than the paper's change (|change| < 0.0100, TOST; detectable: {z5.mde():.4f}; one seed: images "
         "only; rests on unconverged runs)")
     assert steps[("+QA → +Euler", "Z5 Acc. ↑")][5] == "—"         # one seed: what more seeds would do is unknown
-    assert steps[("+Euler → full", "NME ↓")] == ["-0.100"] + ["—"] * 7 + ["not computed: no finished runs for full"]
+    assert steps[("+Euler → full", "NME ↓")] == ["-0.100", *["—"] * 7, "not computed: no finished runs for full"]
     assert steps[("base → dad", "NME ↓")][-1] == "not computed: no finished runs for dad"
     assert "- base → +QA: QA improves NME" in md
     assert "![ablation deltas](mini-deltas.png)" in md and "![training curves](mini-curves.png)" in md

@@ -52,7 +52,8 @@ class StepResult:
 def step_matrix(before: RowRuns, after: RowRuns, metric: str) -> tuple[np.ndarray, pd.Series, pd.Series]:
     """The seeds x images matrix of after - before (seed s of one row paired with seed s of the other; images
     paired by item id, those scored by every run of both rows), and each row's run means over those images."""
-    b, a = before.per_image(metric), after.per_image(metric)
+    # a non-finite score (a diverged prediction) is an image that run did not score
+    b, a = (rr.per_image(metric).replace([np.inf, -np.inf], np.nan) for rr in (before, after))
     items = b.index.intersection(a.index)
     both = pd.concat([b.loc[items], a.loc[items]], axis=1).dropna().index
     seeds = [s for s in b.columns if s in a.columns]
@@ -141,7 +142,8 @@ def step_cells(r: StepResult) -> list[str]:
         return ["—"] * 7
     a, (lo, hi) = r.answer, r.interval
     resolvable = np.isfinite(r.paper_change) and r.paper_change != 0
-    seeds = "—" if not resolvable or not np.isfinite(a.components.seed) else count_text(r.seeds_needed(), stats.MAX_SEEDS)
+    seeds = ("—" if not resolvable or not np.isfinite(a.components.seed)       # one seed: the seed term is unknown
+             else count_text(r.seeds_needed(), stats.MAX_SEEDS))
     images = "—" if not resolvable else count_text(r.images_needed(), stats.MAX_IMAGES)
     return [f"{fmt(a.delta, r.metric)} [{fmt(lo, r.metric)}, {fmt(hi, r.metric)}]", f"{a.n_seeds} × {a.n_items}",
             "< 0.001" if r.holm_p < 0.001 else fmt(r.holm_p, spec="{:.3f}"), fmt(r.mde, r.metric), seeds, images,
