@@ -6,7 +6,7 @@
 # and resumes interrupted ones from their last epoch, so after a reboot or a new session just start it again.
 #
 # PROFILES may be a comma-separated list: each step then runs for each profile in turn, so that a profile
-# whose runs continue an earlier one's (`converged` after `cpu-long`, experiments/continuation.py) lands its
+# whose runs continue an earlier one's (`converged` after `cpu-long`, experiments/dispatch/continuation.py) lands its
 # results step by step instead of after the whole of the first profile.
 #
 #   nohup scripts/campaign/run.sh cpu-long,converged 3 > campaign.log 2>&1 &
