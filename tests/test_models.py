@@ -103,3 +103,17 @@ def test_one_backbone_list_and_each_stages_channels_match_the_resnet():
         for stage, width in zip(stages, channels):
             x = stage(x)
             assert x.shape[1] == width, name
+
+
+def test_every_architecture_is_built_through_the_one_builder_table(flame_dir):
+    """config.ARCHS and models/build.py's ARCHITECTURES name the same models, and each factory maps the
+    ModelConfig onto its model (DAD-3DNet's explicit constructor arguments included)."""
+    from trans3dhead.config import ARCHS
+    from trans3dhead.models.build import ARCHITECTURES
+    from trans3dhead.models.dad3dnet import DAD3DNet
+
+    assert set(ARCHITECTURES) == set(ARCHS)
+    cfg = ModelConfig(arch="dad3dnet", backbone="resnet18", neck_channels=32, bifpn_layers=1, head_hidden=48)
+    model = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))
+    assert isinstance(model, DAD3DNet)
+    assert model.heatmap_head.in_channels == 32 and model.shape_head[0].out_features == 48

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -10,6 +11,13 @@ from trans3dhead.config import ModelConfig
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.models.dad3dnet import DAD3DNet
 from trans3dhead.models.trans3dhead import Trans3DHead
+
+# ``model.arch`` -> the factory that maps a ModelConfig onto that model's constructor; a new architecture
+# is one entry here plus its name in config.ARCHS (tests/test_models.py checks the two agree).
+ARCHITECTURES: dict[str, Callable[[ModelConfig, FlameDecoder, torch.Tensor], nn.Module]] = {
+    "trans3dhead": Trans3DHead.from_config,
+    "dad3dnet": DAD3DNet.from_config,
+}
 
 
 def build_model(cfg: ModelConfig, flame_dir: str | Path, mean_face: torch.Tensor,
@@ -20,12 +28,7 @@ def build_model(cfg: ModelConfig, flame_dir: str | Path, mean_face: torch.Tensor
     """
     cfg.validate()
     flame = FlameDecoder(flame_dir, cfg.n_params)
-    mean_face = torch.as_tensor(mean_face, dtype=torch.float32)
-    if cfg.arch == "dad3dnet":
-        model = DAD3DNet(cfg.backbone, cfg.pretrained, flame, mean_face, neck_channels=cfg.neck_channels,
-                         bifpn_layers=cfg.bifpn_layers, head_hidden=cfg.head_hidden, pose_init=cfg.pose_init)
-    else:
-        model = Trans3DHead(cfg, flame, mean_face)
+    model = ARCHITECTURES[cfg.arch](cfg, flame, torch.as_tensor(mean_face, dtype=torch.float32))
     if trunk_state is not None:
         model.trunk.load_state_dict(trunk_state)
     return model

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trans3dhead.config import ModelConfig
 from trans3dhead.flame.decoder import FlameDecoder
 from trans3dhead.models.backbone import resnet_stages
 from trans3dhead.models.bifpn import BiFPN
@@ -37,6 +38,12 @@ class DAD3DNet(nn.Module):
         self.pose_head = _mlp_head(channels[3], head_hidden, layout.n_pose)
         self.landmark_head = _mlp_head(channels[3], head_hidden, N_LANDMARKS * 2)
         self.register_buffer("pose_offset", pose_offset(pose_init, flame, mean_face))
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, flame: FlameDecoder, mean_face: torch.Tensor) -> "DAD3DNet":
+        """The baseline a ``ModelConfig`` describes; it reads only the trunk, DAD-3DNet and pose fields."""
+        return cls(cfg.backbone, cfg.pretrained, flame, mean_face, neck_channels=cfg.neck_channels,
+                   bifpn_layers=cfg.bifpn_layers, head_hidden=cfg.head_hidden, pose_init=cfg.pose_init)
 
     @property
     def trunk(self) -> nn.Module:

@@ -38,6 +38,11 @@ class Trans3DHead(nn.Module):
             self.landmark_branch = DecoderBranch(cfg, N_LANDMARKS, "landmark")
             self.marr = AdditiveResidualRegression(cfg.d_model, cfg.decoder_layers, mean_face, cfg.mean_face)
 
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, flame: FlameDecoder, mean_face: torch.Tensor) -> "Trans3DHead":
+        """The builder table's entry (``models/build.py``): the model reads its many switches from the config."""
+        return cls(cfg, flame, mean_face)
+
     @property
     def trunk(self) -> nn.Module:
         """The ResNet (ImageNet-initialised in the paper; its lr is x0.1). The 1x1 input projection is
