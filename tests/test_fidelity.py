@@ -47,14 +47,18 @@ def test_qamem_efficient_form_equals_eq2_with_any_number_of_heads(nheads):
     torch.manual_seed(0)
     d, n = 32, 68
     attention = Attention(d, nheads, 0.0, QueryAwareMemory(n, d)).double().eval()
+    naive_attention = Attention(d, nheads, 0.0, QueryAwareMemory(n, d), qamem_naive=True).double().eval()
     with torch.no_grad():
         attention.qamem.weight.normal_(std=0.3)
         attention.qamem.bias.normal_()
+    naive_attention.load_state_dict(attention.state_dict())
     queries, memory = torch.randn(3, n, d, dtype=torch.float64), torch.randn(3, 36, d, dtype=torch.float64)
-    attention.qamem_naive = False
+    built = []      # eq. 2 builds the N memories; eq. 3 never does
+    memories = naive_attention.qamem.memories
+    naive_attention.qamem.memories = lambda m: built.append(m) or memories(m)
     efficient = attention(queries, memory, memory)
-    attention.qamem_naive = True
-    naive = attention(queries, memory, memory)
+    naive = naive_attention(queries, memory, memory)
+    assert len(built) == 1
     assert (efficient - naive).abs().max() < 1e-5       # the fused kernel computes in float32
 
 

@@ -63,18 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     device = select_device(args.device)
-    attention = Attention(args.d_model, args.heads, 0.0, QueryAwareMemory(args.queries, args.d_model)).to(device).eval()
+    qamem = QueryAwareMemory(args.queries, args.d_model)
     with torch.no_grad():      # a trained-looking T_i, so that the forms are compared off the identity
-        attention.qamem.weight.add_(0.05 * torch.randn_like(attention.qamem.weight))
+        qamem.weight.add_(0.05 * torch.randn_like(qamem.weight))
+    attention = Attention(args.d_model, args.heads, 0.0, qamem).to(device).eval()
+    naive_attention = Attention(args.d_model, args.heads, 0.0, qamem, qamem_naive=True).to(device).eval()
+    naive_attention.load_state_dict(attention.state_dict())          # the same weights, read by eq. 2
     queries = torch.randn(args.batch, args.queries, args.d_model, device=device)
     memory = torch.randn(args.batch, args.grid * args.grid, args.d_model, device=device)
 
-    def form(naive: bool):
-        def run():
-            attention.qamem_naive = naive
-            return attention(queries, memory, memory)
-        return run
-    naive, efficient = form(True), form(False)
+    def naive() -> torch.Tensor:
+        return naive_attention(queries, memory, memory)
+
+    def efficient() -> torch.Tensor:
+        return attention(queries, memory, memory)
     diff = (naive() - efficient()).abs().max().item()
     t_naive, t_eff = _time(naive, args.repeats, device), _time(efficient, args.repeats, device)
     with _native_log_captured(device):

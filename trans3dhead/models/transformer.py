@@ -35,7 +35,9 @@ class Attention(nn.Module):
     """Multi-head attention; with a ``qamem`` module, the values come from QAMem's per-query memories.
 
     Written out (rather than nn.MultiheadAttention) because QAMem acts between the memory and the value
-    projection (eqs. 2-3), and the naive form of eq. 2 needs the attention weights.
+    projection (eqs. 2-3), and the naive form of eq. 2 needs the attention weights. ``qamem_naive=True``
+    computes eq. 2 (the N memories) instead of eq. 3: the same output at N times the memory, kept so that
+    ``python -m experiments.bench qamem`` and tests/test_fidelity.py can measure and check the equality.
     """
 
     def __init__(self, d_model: int, nheads: int, dropout: float, qamem: QueryAwareMemory | None = None,
