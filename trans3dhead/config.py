@@ -24,6 +24,13 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key and the fix."""
 
 
+# Fields removed after results were committed, with the value every such run had, and where they went. The
+# run id still hashes that value (``RunConfig.identity``), so no run changes id, and a stored config.yaml or
+# checkpoint that names one at that value still loads; any other value is refused with the new place.
+RETIRED = {"train": {"inject_nan_at_step": (-1, "the fault tests set the environment variable "
+                                                 "T3H_INJECT_NAN_AT_STEP (trans3dhead/engine/steplog.py)")}}
+
+
 def introduced(default: Any) -> Any:
     """A field added after results were committed, whose default is the behaviour from before it existed:
     at that default it is left out of the run id (``RunConfig.identity``), so adding it retires no result."""
@@ -192,7 +199,6 @@ class TrainConfig:
     # the per-epoch validation curve scores the first curve_items validation images (0 = all): a large
     # evaluation set for the reports' intervals need not slow every epoch down (issue 27)
     curve_items: int = introduced(0)
-    inject_nan_at_step: int = -1             # fault injection for reliability tests; -1 = never
     # How the loop executes, not what it computes (left out of the run id; see registry.EXECUTION_ONLY):
     sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
     channels_last: bool = True               # CUDA only: NHWC convolutions (tensor-core friendly)
@@ -257,12 +263,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """What a run id hashes: the config less the ``introduced`` fields that hold their default."""
+        """What a run id hashes: the config less the ``introduced`` fields that hold their default, plus the
+        ``RETIRED`` fields at the value they always had."""
         identity = self.to_dict()
         for section in fields(self):
             for f in fields(getattr(self, section.name)):
                 if f.metadata.get("introduced") and identity[section.name][f.name] == _default_of(f):
                     del identity[section.name][f.name]
+            identity[section.name].update({k: v for k, (v, _) in RETIRED.get(section.name, {}).items()})
         return identity
 
     @classmethod
@@ -299,8 +307,14 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
     known = {f.name: f for f in fields(cls)}
+    retired = RETIRED.get(prefix.rstrip("."), {})
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in retired and key not in known:
+            kept, moved_to = retired[key]
+            if value != kept:
+                raise ConfigError(f"{prefix}{key} is no longer a config key: {moved_to}")
+            continue            # an older config.yaml or checkpoint, written before the field was retired
         if key not in known:
             raise ConfigError(f"unknown key '{prefix}{key}'{did_you_mean(key, known, prefix)} (valid: {sorted(known)})")
         f = known[key]

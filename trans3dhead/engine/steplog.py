@@ -7,13 +7,30 @@ epoch (before its checkpoint is written, so a non-finite loss never reaches a ch
 """
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 import torch
 
+# The reliability tests' fault hook, kept out of the run config so that no run id carries it: the step (within
+# the run, from 0) whose loss ``train`` makes NaN. An environment variable, so a test reaches it through the
+# command line and a job's subprocess too.
+INJECT_NAN_ENV = "T3H_INJECT_NAN_AT_STEP"
+
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN/inf; names the step range, the first bad step, its epoch and its terms."""
+
+
+def nan_injection_step() -> int | None:
+    """The step at which ``train`` adds a NaN to the loss (``$T3H_INJECT_NAN_AT_STEP``), or None: no fault."""
+    raw = os.environ.get(INJECT_NAN_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{INJECT_NAN_ENV}={raw!r}: give a step number, or unset it") from None
 
 
 class PhaseClock(Protocol):

@@ -27,7 +27,7 @@ from trans3dhead.engine.loading import loader_options, train_loader
 from trans3dhead.engine.pretrain import ensure_trunk, load_trunk
 from trans3dhead.engine.runtime import seed_everything, select_device, use_bf16
 from trans3dhead.engine.schedule import build_optimizer, build_scheduler, restore_scheduler
-from trans3dhead.engine.steplog import NoClock, NonFiniteLossError, PhaseClock, StepLog
+from trans3dhead.engine.steplog import NoClock, NonFiniteLossError, PhaseClock, StepLog, nan_injection_step
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.losses import build_loss
 from trans3dhead.models import build_model
@@ -120,7 +120,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
     loader = train_loader(train_set, tc.batch_size, loader_options(cfg.data.num_workers, device))
-    log = StepLog(device, steps_per_epoch)
+    log, nan_step = StepLog(device, steps_per_epoch), nan_injection_step()
     board = EpochBoard(workdir)
     model.train()
     started = time.time()
@@ -142,7 +142,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                 out = forward(images)
             clock.lap("forward")
             terms = loss_fn(out, batch)
-            if step == tc.inject_nan_at_step:
+            if step == nan_step:
                 terms["injected"] = torch.tensor(float("nan"), device=device)
                 terms["total"] = terms["total"] + terms["injected"]
             clock.lap("loss")
