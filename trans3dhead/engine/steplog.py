@@ -12,9 +12,10 @@ from typing import Protocol
 
 import torch
 
-# The reliability tests' fault hook, kept out of the run config so that no run id carries it: the step (within
-# the run, from 0) whose loss ``train`` makes NaN. An environment variable, so a test reaches it through the
-# command line and a job's subprocess too.
+# The reliability tests' fault hook, kept out of the run config so that no run id carries it: ``STEP`` makes
+# every run's loss NaN at that step (counted from 0 over the run), ``STEP@RUN`` only the run whose work folder
+# is named RUN (the run id, under the suite). An environment variable, so that it reaches a run started through
+# the command line or in a job's subprocess.
 INJECT_NAN_ENV = "T3H_INJECT_NAN_AT_STEP"
 
 
@@ -22,15 +23,17 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN/inf; names the step range, the first bad step, its epoch and its terms."""
 
 
-def nan_injection_step() -> int | None:
-    """The step at which ``train`` adds a NaN to the loss (``$T3H_INJECT_NAN_AT_STEP``), or None: no fault."""
+def nan_injection_step(run_name: str) -> int | None:
+    """The step at which ``train`` adds a NaN to run ``run_name``'s loss (``$T3H_INJECT_NAN_AT_STEP``), or None."""
     raw = os.environ.get(INJECT_NAN_ENV, "").strip()
     if not raw:
         return None
+    step, _, only = raw.partition("@")
     try:
-        return int(raw)
+        at = int(step)
     except ValueError:
-        raise ValueError(f"{INJECT_NAN_ENV}={raw!r}: give a step number, or unset it") from None
+        raise ValueError(f"{INJECT_NAN_ENV}={raw!r}: give STEP or STEP@RUN (a step number), or unset it") from None
+    return at if not only or only == run_name else None
 
 
 class PhaseClock(Protocol):

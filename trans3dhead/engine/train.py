@@ -120,7 +120,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
     loader = train_loader(train_set, tc.batch_size, loader_options(cfg.data.num_workers, device))
-    log, nan_step = StepLog(device, steps_per_epoch), nan_injection_step()
+    log, nan_step = StepLog(device, steps_per_epoch), nan_injection_step(workdir.name)
     board = EpochBoard(workdir)
     model.train()
     started = time.time()
