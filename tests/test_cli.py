@@ -14,18 +14,19 @@ import yaml
 from experiments import run, store
 from experiments.registry import REGISTRY_DIR, load_registry, run_id_of
 from trans3dhead.config import RunConfig
+from trans3dhead.engine.steplog import INJECT_NAN_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
-    """A registry with a two-row table and a variant whose loss turns NaN at its first step."""
+    """A registry with a two-row table and a second variant (its own run id) that a test makes fail."""
     base = tmp_path_factory.mktemp("mini")
     registry = base / "registry"
     shutil.copytree(REGISTRY_DIR, registry)
     variants = yaml.safe_load((registry / "variants.yaml").read_text())
-    variants["broken"] = {"base": "baseline", "label": "broken", "train": {"inject_nan_at_step": 0}}
+    variants["broken"] = {"base": "baseline", "label": "broken", "train": {"grad_clip": 1.0e6}}
     (registry / "variants.yaml").write_text(yaml.safe_dump(variants))
     tables = yaml.safe_load((registry / "tables.yaml").read_text())
     tables["mini"] = {"title": "mini", "kind": "table", "dataset": "dad3dheads", "split": "val",
@@ -45,8 +46,9 @@ def _argv(target, registry, dirs, *extra):
             *[x for k, v in dirs.items() for x in (f"--{k}", str(v))]]
 
 
-def test_failing_variant_fails_alone_and_shows_everywhere(mini, capsys):
+def test_failing_variant_fails_alone_and_shows_everywhere(mini, capsys, monkeypatch):
     registry, dirs = mini
+    monkeypatch.setenv(INJECT_NAN_ENV, f"0@{load_registry(registry).resolve('broken', 'smoke').run_id}")
     code = run.main(_argv("mini", registry, dirs, "--executor", "debug"))
     out, err = capsys.readouterr()
     assert code == 1 and "NonFiniteLossError" in err

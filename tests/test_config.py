@@ -73,3 +73,32 @@ def test_adding_a_defaulted_introduced_switch_keeps_every_run_id():
     import dataclasses
     changed = dataclasses.replace(changed, model=dataclasses.replace(changed.model, new_switch="other"))
     assert run_id_of(changed) != runs[0].run_id
+
+
+def test_the_nan_fault_hook_is_no_config_key_yet_every_run_id_and_stored_config_keeps():
+    """issue 29.5: ``inject_nan_at_step`` left TrainConfig for $T3H_INJECT_NAN_AT_STEP. The run id still
+    hashes its old value (-1), so no run changes id; a config.yaml written before loads; another value is
+    refused, naming where the hook went."""
+    from experiments.registry import run_id_of
+
+    cfg = RunConfig()
+    assert not hasattr(cfg.train, "inject_nan_at_step")
+    assert run_id_of(cfg) == "0121a0eb2f"        # the default config's id when the field was still in it (9cec8ff)
+    older = cfg.to_dict()
+    older["train"]["inject_nan_at_step"] = -1
+    assert RunConfig.from_dict(older) == cfg
+    older["train"]["inject_nan_at_step"] = 3
+    with pytest.raises(ConfigError, match="train.inject_nan_at_step is no longer a config key.*T3H_INJECT_NAN_AT_STEP"):
+        RunConfig.from_dict(older)
+
+
+@pytest.mark.parametrize("value, run, expected", [("", "r1", None), ("3", "r1", 3), ("0@r1", "r1", 0),
+                                                  ("0@r1", "r2", None)])
+def test_the_nan_fault_hook_reads_its_environment_variable(monkeypatch, value, run, expected):
+    from trans3dhead.engine.steplog import INJECT_NAN_ENV, nan_injection_step
+
+    monkeypatch.setenv(INJECT_NAN_ENV, value)
+    assert nan_injection_step(run) == expected
+    monkeypatch.setenv(INJECT_NAN_ENV, "soon")
+    with pytest.raises(ValueError, match="T3H_INJECT_NAN_AT_STEP='soon': give STEP or STEP@RUN"):
+        nan_injection_step(run)

@@ -11,6 +11,7 @@ from trans3dhead.engine import CheckpointError, NonFiniteLossError, evaluate, tr
 from trans3dhead.engine.checkpoint import load_checkpoint
 from trans3dhead.engine.efficiency import count_flops, count_parameters, measure_config
 from trans3dhead.engine.evaluate import load_model
+from trans3dhead.engine.steplog import INJECT_NAN_ENV
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,9 @@ def test_same_seed_same_weights_and_resume_is_bit_exact(tiny_cfg, tmp_path):
     assert [row["epoch"] for row in curve] == [1, 2, 3]
 
 
-def test_nan_loss_names_step_and_term_and_keeps_the_last_checkpoint(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg, inject_nan_at_step=3)      # 2 steps per epoch: step 3 is in epoch 1
+def test_nan_loss_names_step_and_term_and_keeps_the_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_cfg)
+    monkeypatch.setenv(INJECT_NAN_ENV, "3")      # 2 steps per epoch: step 3 is in epoch 1
     # checked on the host at the epoch's end (sync_every > steps per epoch): the message names the range read
     with pytest.raises(NonFiniteLossError, match=r"steps 2-3 \(epoch 1\), first at step 3 in term\(s\) \['injected'\]"):
         train(cfg, tmp_path / "nan", show_progress=False)

@@ -9,6 +9,7 @@ from trans3dhead.config import RunConfig
 from trans3dhead.engine import NonFiniteLossError, train
 from trans3dhead.engine.checkpoint import load_checkpoint
 from trans3dhead.engine.loading import loader_options
+from trans3dhead.engine.steplog import INJECT_NAN_ENV
 
 # Every way Python code can read a tensor on the host (each waits for the device on a GPU).
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
@@ -76,9 +77,10 @@ def test_steps_read_the_host_only_every_sync_every_steps(tiny, tmp_path, monkeyp
     assert counter.per_epoch == [expected] * 2, counter.per_epoch
 
 
-def test_deferred_nan_check_names_the_range_first_step_and_term_and_keeps_the_checkpoint(tiny, tmp_path):
+def test_deferred_nan_check_names_the_range_first_step_and_term_and_keeps_the_checkpoint(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv(INJECT_NAN_ENV, "13")
     with pytest.raises(NonFiniteLossError, match=r"steps 12-15 \(epoch 1\), first at step 13 in term\(s\) \['injected'\]"):
-        train(_cfg(tiny, sync_every=4, inject_nan_at_step=13), tmp_path / "nan", show_progress=False)
+        train(_cfg(tiny, sync_every=4), tmp_path / "nan", show_progress=False)
     assert load_checkpoint(tmp_path / "nan" / "checkpoint.pt")["epoch"] == 1
 
 
