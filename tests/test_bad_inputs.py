@@ -20,7 +20,7 @@ from PIL import Image
 
 from experiments import run, store
 from experiments.registry import REGISTRY_DIR
-from test_benchmark import as_json, submission_from_gt, write_split
+from helpers import as_json, submission_from_gt, write_split
 from trans3dhead import benchmark, predict
 from trans3dhead.data.synth import head_model
 from trans3dhead.flame import convert
