@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from trans3dhead import metrics
-from trans3dhead.benchmark import score
+from trans3dhead.scoring import score
 from trans3dhead.config import DataConfig, RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for
 from trans3dhead.engine.batches import autocast, crop_units_to_original, eval_loader, landmark_nme, posed_to_original
@@ -86,7 +86,7 @@ def evaluate(checkpoint: str | Path, dataset: str, split: str, *, data_cfg: Data
              batch_size: int = 32, device: str = "auto") -> EvalResult:
     """Scores ``checkpoint`` on ``dataset`` ('dad3dheads' or 'aflw2000') and ``split`` with the official metrics.
 
-    DAD-3DHeads goes through :func:`trans3dhead.benchmark.score` (a split without annotations gets
+    DAD-3DHeads goes through :func:`trans3dhead.scoring.score` (a split without annotations gets
     predictions only), AFLW2000-3D through pose errors; ``mean_face_nme`` is the NME of always predicting
     the mean face F_a, for reference. ``data_cfg`` replaces the checkpoint's.
     """
