@@ -21,13 +21,14 @@ from PIL import Image
 from experiments import run, store
 from experiments.registry import REGISTRY_DIR
 from helpers import as_json, submission_from_gt, write_split
-from trans3dhead import benchmark, predict
+from trans3dhead import predict
+from trans3dhead import scoring as official_scoring
 from trans3dhead.data.synth import head_model
 from trans3dhead.flame import convert
 from trans3dhead.flame.topology import load_topology
 from trans3dhead.data.synth import generate
 
-MAINS: dict[str, Callable] = {"run": run.main, "benchmark": benchmark.main, "predict": predict.main,
+MAINS: dict[str, Callable] = {"run": run.main, "scoring": official_scoring.main, "predict": predict.main,
                               "head_model": head_model.main, "convert": convert.main, "synth": generate.main}
 
 
@@ -321,71 +322,71 @@ CASES = [
              {"dataset": "dad3dheads", "split": "val", "aggregate": [1.5]})))),
     Case("report-curve-truncated", "run", f"report table3 {RUN}", 0, ("wrote",),
          stored_run(lambda out: (out / "curve.csv").write_text('epoch,step,val_nme\n1,"10'))),
-    # ---- trans3dhead.benchmark score ---------------------------------------------------------------
-    Case("score-gt-missing", "benchmark", "score --gt {root}/none.json --pred {root}/pred.json", 2,
+    # ---- trans3dhead.scoring score ---------------------------------------------------------------
+    Case("score-gt-missing", "scoring", "score --gt {root}/none.json --pred {root}/pred.json", 2,
          ("none.json does not exist",)),
-    Case("score-gt-not-json", "benchmark", SCORE, 2, ("gt.json is not valid JSON",),
+    Case("score-gt-not-json", "scoring", SCORE, 2, ("gt.json is not valid JSON",),
          both(scoring(), write("gt.json", "[{"))),
-    Case("score-gt-a-folder", "benchmark", "score --gt {root} --pred {root}/pred.json", 2, ("is a folder",),
+    Case("score-gt-a-folder", "scoring", "score --gt {root} --pred {root}/pred.json", 2, ("is a folder",),
          scoring()),
-    Case("score-gt-an-object", "benchmark", SCORE, 2, ("must hold a list",), both(scoring(), write("gt.json", "{}"))),
-    Case("score-gt-items-not-objects", "benchmark", SCORE, 2, ("position [0, 1]", "gt.json"),
+    Case("score-gt-an-object", "scoring", SCORE, 2, ("must hold a list",), both(scoring(), write("gt.json", "{}"))),
+    Case("score-gt-items-not-objects", "scoring", SCORE, 2, ("position [0, 1]", "gt.json"),
          both(scoring(), write("gt.json", "[1, 2]"))),
-    Case("score-pred-a-list", "benchmark", SCORE, 2, ("pred.json", "object keyed by item_id"),
+    Case("score-pred-a-list", "scoring", SCORE, 2, ("pred.json", "object keyed by item_id"),
          both(scoring(), write("pred.json", "[]"))),
-    Case("score-pred-binary", "benchmark", SCORE, 2, ("pred.json is not valid JSON",),
+    Case("score-pred-binary", "scoring", SCORE, 2, ("pred.json is not valid JSON",),
          both(scoring(), write("pred.json", b"\xff\xfe\x00"))),
-    Case("score-flame-dir-missing", "benchmark", "score --gt {root}/gt.json --pred {root}/pred.json "
+    Case("score-flame-dir-missing", "scoring", "score --gt {root}/gt.json --pred {root}/pred.json "
          "--flame-dir {root}/noflame", 2, ("noflame", "--flame-dir"), scoring()),
-    Case("score-landmarks-overflow", "benchmark", SCORE, 1, ("val_001: nme not finite", "overflows"),
+    Case("score-landmarks-overflow", "scoring", SCORE, 1, ("val_001: nme not finite", "overflows"),
          scoring(set_in_pred("68_landmarks_2d", HUGE))),
-    Case("score-overflow-allowed", "benchmark", f"{SCORE} --allow-missing", 0,
+    Case("score-overflow-allowed", "scoring", f"{SCORE} --allow-missing", 0,
          ("items averaged", "nme 2 of 3", "chamfer 3 of 3"), scoring(set_in_pred("68_landmarks_2d", HUGE))),
-    Case("score-mesh-overflow", "benchmark", SCORE, 1, ("val_002:", "chamfer", "not finite"),
+    Case("score-mesh-overflow", "scoring", SCORE, 1, ("val_002:", "chamfer", "not finite"),
          scoring(lambda p: p["val_002"].__setitem__("N_landmarks_3d", np.full((len(p["val_002"]["N_landmarks_3d"]), 3),
                                                                                1e307).tolist()))),
-    Case("score-gt-zero-box", "benchmark", SCORE, 1, ("val_000: nme not finite", "has no area"),
+    Case("score-gt-zero-box", "scoring", SCORE, 1, ("val_000: nme not finite", "has no area"),
          scoring(mutate_gt=lambda gt: gt[0].__setitem__("bbox", [10, 10, 0, 0]))),
-    Case("score-gt-box-text", "benchmark", SCORE, 1, ("val_000: scoring failed",),
+    Case("score-gt-box-text", "scoring", SCORE, 1, ("val_000: scoring failed",),
          scoring(mutate_gt=lambda gt: gt[0].__setitem__("bbox", "big"))),
-    Case("score-item-missing", "benchmark", SCORE, 1, ("val_002: missing from the submission", "--allow-missing"),
+    Case("score-item-missing", "scoring", SCORE, 1, ("val_002: missing from the submission", "--allow-missing"),
          scoring(lambda p: p.pop("val_002"))),
-    Case("score-wrong-shape", "benchmark", SCORE, 1, ("'rotation_matrix' has shape (2, 2)",),
+    Case("score-wrong-shape", "scoring", SCORE, 1, ("'rotation_matrix' has shape (2, 2)",),
          scoring(set_in_pred("rotation_matrix", [[1, 0], [0, 1]]))),
-    Case("score-nan", "benchmark", SCORE, 1, ("holds non-finite numbers",),
+    Case("score-nan", "scoring", SCORE, 1, ("holds non-finite numbers",),
          scoring(set_in_pred("rotation_matrix", [[float("nan")] * 3] * 3))),
-    Case("score-text-values", "benchmark", SCORE, 1, ("'68_landmarks_2d' is not a numeric array",),
+    Case("score-text-values", "scoring", SCORE, 1, ("'68_landmarks_2d' is not a numeric array",),
          scoring(set_in_pred("68_landmarks_2d", [["a", "b"]] * 68))),
-    Case("score-item-not-object", "benchmark", SCORE, 1, ("val_001: prediction is str",),
+    Case("score-item-not-object", "scoring", SCORE, 1, ("val_001: prediction is str",),
          scoring(lambda p: p.__setitem__("val_001", "x"))),
-    Case("score-unknown-item", "benchmark", SCORE, 1, ("val_999: not in the ground truth",),
+    Case("score-unknown-item", "scoring", SCORE, 1, ("val_999: not in the ground truth",),
          scoring(lambda p: p.__setitem__("val_999", p["val_000"]))),
-    Case("score-out-under-a-file", "benchmark", f"{SCORE} --out {{root}}/file/s.json", 1,
+    Case("score-out-under-a-file", "scoring", f"{SCORE} --out {{root}}/file/s.json", 1,
          ("cannot write", "file/s.json"), both(scoring(), write("file", "x"))),
-    Case("score-z5-mode-unknown", "benchmark", f"{SCORE} --z5-mode paper", 2, ("--z5-mode", "invalid choice"),
+    Case("score-z5-mode-unknown", "scoring", f"{SCORE} --z5-mode paper", 2, ("--z5-mode", "invalid choice"),
          scoring()),
-    # ---- trans3dhead.benchmark make-gt -------------------------------------------------------------
-    Case("make-gt-no-split", "benchmark", "make-gt --split-dir {root}/none --out {root}/gt.json", 2,
+    # ---- trans3dhead.scoring make-gt -------------------------------------------------------------
+    Case("make-gt-no-split", "scoring", "make-gt --split-dir {root}/none --out {root}/gt.json", 2,
          ("none.json is missing",)),
-    Case("make-gt-split-not-json", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-split-not-json", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val.json is not valid JSON",), split_copy(lambda d: (d / "val.json").write_text("[{"))),
-    Case("make-gt-split-an-object", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-split-an-object", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val.json: expected a list",), split_copy(lambda d: (d / "val.json").write_text("{}"))),
-    Case("make-gt-entry-a-number", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-entry-a-number", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val.json entry 0: expected an object",), split_copy(lambda d: (d / "val.json").write_text("[3]"))),
-    Case("make-gt-entry-lacks-keys", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-entry-lacks-keys", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val.json entry 1 lacks ['bbox']",),
          split_copy(edit_json("val.json", lambda e: [e[0], {k: v for k, v in e[1].items() if k != "bbox"}]))),
-    Case("make-gt-annotation-truncated", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-annotation-truncated", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("annotation of item val_001", "val_001.json is not valid JSON"),
          split_copy(lambda d: (d / "annotations" / "val_001.json").write_text('{"vertices": [[0.1, '))),
-    Case("make-gt-annotation-lacks-keys", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-annotation-lacks-keys", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val_000.json of item val_000 lacks",),
          split_copy(lambda d: (d / "annotations" / "val_000.json").write_text('{"vertices": []}'))),
-    Case("make-gt-image-corrupt", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-image-corrupt", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("images/val_002.png of item val_002", "not an image"),
          split_copy(lambda d: (d / "images" / "val_002.png").write_text("not a png"))),
-    Case("make-gt-out-a-folder", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/split", 1,
+    Case("make-gt-out-a-folder", "scoring", "make-gt --split-dir {root}/split/val --out {root}/split", 1,
          ("cannot write", "split"), split_copy()),
     # ---- trans3dhead.predict -----------------------------------------------------------------------
     Case("predict-checkpoint-missing", "predict", "{root}/none.pt {root}/face.png --out {root}/out", 2,
@@ -558,21 +559,21 @@ CASES = [
          "--set train.lr=1e-3 --set train.lr_drop_epoch=11 --set train.lr_second_drop_epoch=13", 0,
          ("16 epochs", "evaluated on dad3dheads/val")),
     # ---- issue 28: scoring ---------------------------------------------------------------------------
-    Case("make-gt-empty-split", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-empty-split", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val.json lists no items",), split_copy(lambda d: (d / "val.json").write_text("[]"))),
-    Case("make-gt-nan-vertex", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-nan-vertex", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val_001.json of item val_001", "1 non-finite vertex"), split_copy(annotation_vertex(float("nan")))),
-    Case("make-gt-text-vertex", "benchmark", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
+    Case("make-gt-text-vertex", "scoring", "make-gt --split-dir {root}/split/val --out {root}/gt.json", 2,
          ("val_001", "not a numeric array"), split_copy(annotation_vertex("0.1"))),
-    Case("score-gt-nan-vertex", "benchmark", SCORE, 1, ("val_001: the ground-truth vertices hold 1 non-finite",),
+    Case("score-gt-nan-vertex", "scoring", SCORE, 1, ("val_001: the ground-truth vertices hold 1 non-finite",),
          scoring(mutate_gt=gt_vertex(float("nan")))),
-    Case("score-gt-vertices-missing", "benchmark", SCORE, 1, ("val_001: the ground-truth vertices",),
+    Case("score-gt-vertices-missing", "scoring", SCORE, 1, ("val_001: the ground-truth vertices",),
          scoring(mutate_gt=lambda gt: gt[1].pop("vertices"))),
-    Case("score-rotation-text", "benchmark", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
+    Case("score-rotation-text", "scoring", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
          scoring(set_in_pred("rotation_matrix", [["1", "0", "0"], ["0", "1", "0"], ["0", "0", "1"]]))),
-    Case("score-rotation-bools", "benchmark", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
+    Case("score-rotation-bools", "scoring", SCORE, 1, ("val_001: 'rotation_matrix' is not a numeric array",),
          scoring(set_in_pred("rotation_matrix", [[True, False, False], [False, True, False], [False, False, True]]))),
-    Case("score-seven-landmarks-text", "benchmark", SCORE, 1, ("val_001: '7_landmarks_3d' is not a numeric array",),
+    Case("score-seven-landmarks-text", "scoring", SCORE, 1, ("val_001: '7_landmarks_3d' is not a numeric array",),
          scoring(set_in_pred("7_landmarks_3d", [["0.1", "0.2", "0.3"]] * 7))),
 ]
 
@@ -582,7 +583,7 @@ def shared(tmp_path_factory, flame_dir):
     """The FLAME folder and a tiny DAD-3DHeads-layout split with its GT, shared by the cases."""
     root = tmp_path_factory.mktemp("bad-inputs")
     split_dir = write_split(root / "dad3dheads", flame_dir)
-    return {"flame": flame_dir, "split_dir": split_dir, "gt_items": benchmark.make_gt(split_dir),
+    return {"flame": flame_dir, "split_dir": split_dir, "gt_items": official_scoring.make_gt(split_dir),
             "topology": load_topology(flame_dir)}
 
 

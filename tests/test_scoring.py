@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from helpers import HEIGHT, as_json, submission_from_gt, write_split
-from trans3dhead import benchmark, metrics
+from trans3dhead import metrics, scoring
 from trans3dhead.data.synth.head_model import write_assets
 from trans3dhead.flame.topology import FlameTopology, load_topology
 
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
     flame_dir = write_assets(root / "flame", seed=0)
     split_dir = write_split(root / "dad3dheads", flame_dir)
     topology = load_topology(flame_dir)
-    gt_items = benchmark.make_gt(split_dir)
+    gt_items = scoring.make_gt(split_dir)
     return root, split_dir, topology, gt_items
 
 
@@ -44,9 +44,9 @@ def test_make_gt_reports_a_missing_annotation(tmp_path, setup):
     entries = json.loads((split_dir / "val.json").read_text())
     (broken / "val.json").write_text(json.dumps(entries))
     with pytest.raises(FileNotFoundError, match="val_000"):
-        benchmark.make_gt(broken)
+        scoring.make_gt(broken)
     with pytest.raises(FileNotFoundError, match="split folder"):
-        benchmark.make_gt(tmp_path)
+        scoring.make_gt(tmp_path)
 
 
 # ---- round trip and perturbations ------------------------------------------------------------------
@@ -54,7 +54,7 @@ def test_make_gt_reports_a_missing_annotation(tmp_path, setup):
 @pytest.mark.parametrize("z5_mode", ["official", "readme"])
 def test_submission_built_from_gt_scores_perfectly(setup, z5_mode):
     _, _, topology, gt_items = setup
-    result = benchmark.score(gt_items, submission_from_gt(gt_items, topology), topology, z5_mode=z5_mode)
+    result = scoring.score(gt_items, submission_from_gt(gt_items, topology), topology, z5_mode=z5_mode)
     assert result.problems == []
     per = result.per_item
     np.testing.assert_allclose(per["nme"], 0.0, atol=1e-9)
@@ -75,7 +75,7 @@ def test_perturbed_submission_scores_as_expected(setup):
         pred["rotation_matrix"] = tilt @ pred["rotation_matrix"]                 # 10 deg off
         pred["N_landmarks_3d"] = pred["N_landmarks_3d"] * [1.0, 1.0, -1.0]       # depth order reversed
         pred["7_landmarks_3d"] = pred["7_landmarks_3d"] * [1.0, 1.0, -1.0]
-    result = benchmark.score(gt_items, submission, topology)
+    result = scoring.score(gt_items, submission, topology)
     assert result.problems == []
     per = result.per_item
     sizes = np.array([np.sqrt(g["bbox"][2] * g["bbox"][3]) for g in gt_items])
@@ -84,7 +84,7 @@ def test_perturbed_submission_scores_as_expected(setup):
     assert (per["z5"] < 0.05).all()            # only self-comparisons and exactly equal depths still agree
     # The official alignment allows reflections, so a mirrored depth axis costs no Chamfer.
     np.testing.assert_allclose(per["chamfer"], 0.0, atol=1e-12)
-    readme = benchmark.score(gt_items, submission, topology, z5_mode="readme").per_item
+    readme = scoring.score(gt_items, submission, topology, z5_mode="readme").per_item
     assert (readme["z5"] < 0.05).all()
 
 
@@ -125,9 +125,9 @@ def test_score_matches_the_literal_official_formulas(setup):
     rng = np.random.default_rng(1)
     submission = submission_from_gt(gt_items, topology)
     for pred in submission.values():
-        for key in benchmark.SUBMISSION_SHAPES:           # noise everywhere, rotations included (not orthogonal)
+        for key in scoring.SUBMISSION_SHAPES:           # noise everywhere, rotations included (not orthogonal)
             pred[key] = pred[key] + rng.normal(scale=2.0 if key != "rotation_matrix" else 0.05, size=pred[key].shape)
-    per = benchmark.score(gt_items, submission, topology).per_item.set_index("item_id")
+    per = scoring.score(gt_items, submission, topology).per_item.set_index("item_id")
     for gt in gt_items:
         expected = _literal_official_item(gt, submission[gt["id"]], topology)
         for name, value in expected.items():
@@ -145,7 +145,7 @@ def test_chamfer_grows_with_vertex_noise(setup):
         for item_id, pred in submission.items():
             jitter = rng.normal(scale=noise, size=pred["N_landmarks_3d"].shape)
             noisy[item_id] = dict(pred, N_landmarks_3d=pred["N_landmarks_3d"] + jitter)
-        chamfers.append(benchmark.score(gt_items, noisy, topology).aggregate["chamfer"])
+        chamfers.append(scoring.score(gt_items, noisy, topology).aggregate["chamfer"])
     assert 0 < chamfers[0] < chamfers[1]
 
 
@@ -158,7 +158,7 @@ def test_bad_items_are_listed_never_dropped(setup):
     submission["val_001"]["N_landmarks_3d"] = submission["val_001"]["N_landmarks_3d"][:-1]   # wrong shape
     submission["val_002"]["rotation_matrix"] = np.full((3, 3), np.nan)    # non-finite
     submission["ghost"] = submission["val_001"]                            # unknown id
-    result = benchmark.score(gt_items, submission, topology)
+    result = scoring.score(gt_items, submission, topology)
     text = "\n".join(result.problems)
     assert "val_000: missing from the submission" in text
     n = topology.n_vertices
@@ -176,7 +176,7 @@ def test_missing_key_and_non_object_prediction(setup):
     del submission["val_000"]["7_landmarks_3d"]
     submission["val_001"] = [1, 2, 3]
     submission["val_002"]["68_landmarks_2d"] = "oops"
-    problems = benchmark.score(gt_items, submission, topology).problems
+    problems = scoring.score(gt_items, submission, topology).problems
     assert problems == ["val_000: missing key '7_landmarks_3d'",
                         "val_001: prediction is list, expected an object with ['68_landmarks_2d', 'N_landmarks_3d', "
                         "'7_landmarks_3d', 'rotation_matrix']",
@@ -187,14 +187,14 @@ def test_malformed_gt_item_is_a_per_item_problem(setup):
     _, _, topology, gt_items = setup
     submission = submission_from_gt(gt_items, topology)
     broken = [dict(gt_items[0], vertices=np.asarray(gt_items[0]["vertices"])[:10].tolist()), *gt_items[1:]]
-    result = benchmark.score(broken, submission, topology)
+    result = scoring.score(broken, submission, topology)
     assert len(result.problems) == 1 and result.problems[0].startswith("val_000: scoring failed (ValueError")
     assert result.aggregate["nme_n"] == 2
 
 
 def test_duplicate_gt_ids_are_reported(setup):
     _, _, topology, gt_items = setup
-    result = benchmark.score([*gt_items, gt_items[0]], submission_from_gt(gt_items, topology), topology)
+    result = scoring.score([*gt_items, gt_items[0]], submission_from_gt(gt_items, topology), topology)
     assert result.problems == ["val_000: appears 2 times in the ground truth (scored each time)"]
     assert result.aggregate["nme_n"] == 4
 
@@ -202,7 +202,7 @@ def test_duplicate_gt_ids_are_reported(setup):
 def test_unknown_z5_mode_is_rejected(setup):
     _, _, topology, gt_items = setup
     with pytest.raises(ValueError, match="z5_mode"):
-        benchmark.score(gt_items, {}, topology, z5_mode="paper")
+        scoring.score(gt_items, {}, topology, z5_mode="paper")
 
 
 # ---- CLI -------------------------------------------------------------------------------------------
@@ -210,11 +210,11 @@ def test_unknown_z5_mode_is_rejected(setup):
 def test_cli_make_gt_then_score(setup, tmp_path, capsys):
     root, split_dir, topology, gt_items = setup
     gt_path, pred_path, out_path = tmp_path / "gt.json", tmp_path / "pred.json", tmp_path / "scores.json"
-    assert benchmark.main(["make-gt", "--split-dir", str(split_dir), "--out", str(gt_path)]) == 0
+    assert scoring.main(["make-gt", "--split-dir", str(split_dir), "--out", str(gt_path)]) == 0
     assert json.loads(gt_path.read_text()) == json.loads(json.dumps(gt_items))
     pred_path.write_text(json.dumps(as_json(submission_from_gt(gt_items, topology))))
     args = ["score", "--gt", str(gt_path), "--pred", str(pred_path), "--flame-dir", str(root / "flame")]
-    assert benchmark.main([*args, "--out", str(out_path)]) == 0
+    assert scoring.main([*args, "--out", str(out_path)]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("nme", "z5", "chamfer", "pose_error"))
     scores = json.loads(out_path.read_text())
@@ -230,21 +230,21 @@ def test_cli_exit_codes_on_problems(setup, tmp_path, capsys):
     del submission["val_002"]
     pred_path.write_text(json.dumps(submission))
     args = ["score", "--gt", str(gt_path), "--pred", str(pred_path), "--flame-dir", str(root / "flame")]
-    assert benchmark.main(args) == 1
+    assert scoring.main(args) == 1
     err = capsys.readouterr().err
     assert "val_002: missing from the submission" in err and "--allow-missing" in err
-    assert benchmark.main([*args, "--allow-missing"]) == 0
+    assert scoring.main([*args, "--allow-missing"]) == 0
     pred_path.write_text(json.dumps({}))                   # nothing scorable: null means, strict JSON
-    assert benchmark.main([*args, "--allow-missing", "--out", str(tmp_path / "s.json")]) == 0
+    assert scoring.main([*args, "--allow-missing", "--out", str(tmp_path / "s.json")]) == 0
     scores = json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert scores["aggregate"]["nme"] is None and scores["aggregate"]["nme_failed"] == 3
     assert len(scores["problems"]) == 3
-    assert benchmark.main(["score", "--gt", str(tmp_path / "nope.json"), "--pred", str(pred_path)]) == 2
+    assert scoring.main(["score", "--gt", str(tmp_path / "nope.json"), "--pred", str(pred_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
     pred_path.write_text("{not json")
-    assert benchmark.main(args) == 2
+    assert scoring.main(args) == 2
     assert "not valid JSON" in capsys.readouterr().err
-    assert benchmark.main(["make-gt", "--split-dir", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
+    assert scoring.main(["make-gt", "--split-dir", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
 
 
 def test_cli_finds_the_flame_folder_above_the_gt_file(setup, tmp_path):
@@ -254,7 +254,7 @@ def test_cli_finds_the_flame_folder_above_the_gt_file(setup, tmp_path):
     pred_path = tmp_path / "pred.json"
     pred_path.write_text(json.dumps(as_json(submission_from_gt(gt_items, topology))))
     try:
-        assert benchmark.main(["score", "--gt", str(gt_path), "--pred", str(pred_path)]) == 0
+        assert scoring.main(["score", "--gt", str(gt_path), "--pred", str(pred_path)]) == 0
     finally:
         gt_path.unlink()
 
@@ -266,13 +266,26 @@ def test_synthheads_round_trip(tmp_path):
 
     out = generate(tmp_path / "synth", train=0, val=3, test=0, aflw=0, image_size=64, seed=0)
     gt_path = tmp_path / "gt.json"
-    assert benchmark.main(["make-gt", "--split-dir", str(out / "dad3dheads" / "val"), "--out", str(gt_path)]) == 0
+    assert scoring.main(["make-gt", "--split-dir", str(out / "dad3dheads" / "val"), "--out", str(gt_path)]) == 0
     gt_items = json.loads(gt_path.read_text())
     assert len(gt_items) == 3 and all(g["image_height"] == 64 for g in gt_items)
     topology = load_topology(out / "flame")
-    result = benchmark.score(gt_items, as_json(submission_from_gt(gt_items, topology)), topology)
+    result = scoring.score(gt_items, as_json(submission_from_gt(gt_items, topology)), topology)
     assert result.problems == []
     assert result.aggregate["nme"] == pytest.approx(0.0, abs=1e-9)
     assert result.aggregate["z5"] == 1.0
     assert result.aggregate["chamfer"] == pytest.approx(0.0, abs=1e-9)
     assert result.aggregate["pose_error"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_former_module_name_forwards_to_scoring(tmp_path):
+    """``python -m trans3dhead.benchmark`` (the name before scoring.py) still runs the same command line."""
+    import subprocess
+    import sys
+
+    from trans3dhead import benchmark
+
+    assert benchmark.main is scoring.main and benchmark.score is scoring.score
+    done = subprocess.run([sys.executable, "-m", "trans3dhead.benchmark", "make-gt", "--split-dir", str(tmp_path),
+                           "--out", str(tmp_path / "gt.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
