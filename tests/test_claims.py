@@ -1,6 +1,6 @@
 """The claims page on real per-image results: Table 3's four rows, 3 seeds x 200 validation images each
 (tests/data/converged-table3, from results/converged at 14a9cb6), recomputed by hand with numpy and scipy's t
-alone, apart from experiments/stats.py's code path."""
+alone, apart from experiments/report/stats.py's code path."""
 from pathlib import Path
 
 import numpy as np

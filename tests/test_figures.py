@@ -12,8 +12,9 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from experiments import figures, report, store
+from experiments import report, store
 from experiments.registry import REGISTRY_DIR, RegistryError, _parse_table, load_registry
+from experiments.report import figures
 
 PROFILE = "smoke"
 N_IMAGES, IMAGE_SIZE = 6, 96

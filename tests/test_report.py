@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments import report, stats, store
+from experiments import report, store
 from experiments.overrides import parse_overrides
 from experiments.registry import REGISTRY_DIR, load_registry
+from experiments.report import stats
 
 PROFILE = "smoke"
 N_IMAGES = 60
@@ -295,7 +296,7 @@ def test_provenance_names_the_trunk_and_the_training_cost():
     continued = [{"train_wall_s": 60.0, "continued_from": {"profile": "short", "run_id": "x", "epochs": 64}}] * 2
     assert training_cost(continued + metas).endswith(
         "; 2 of them continued a finished shorter run (`short` (2 at 64 epochs); "
-        "experiments/continuation.py), whose time is included")
+        "experiments/dispatch/continuation.py), whose time is included")
 
 
 def test_claims_show_another_profiles_verdicts_and_count_the_changes(tmp_path):

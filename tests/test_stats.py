@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import stats
+from experiments.report import stats
 
 
 def test_seed_summary_is_a_t_interval_with_the_pooled_seed_noise():
@@ -168,7 +168,7 @@ COMMITTED_COMPONENTS = (0.005, 0.79, 1.91)
 
 
 def _coverage(components, n_seeds, n_items, sims=500, truth=0.05, seed=0):
-    from experiments.stats import crossed_delta
+    from experiments.report.stats import crossed_delta
     rng = np.random.default_rng(seed)
     s2_seed, s2_image, s2_res = components
     d = (truth + rng.normal(0, np.sqrt(s2_seed), (sims, n_seeds, 1))
@@ -201,7 +201,7 @@ def _mean_squares(d):
 
 
 def test_crossed_delta_recovers_anova_by_hand():
-    from experiments.stats import crossed_delta
+    from experiments.report.stats import crossed_delta
     d = np.array([[1.0, 2.0, 4.0], [2.0, 3.5, 6.0]])
     S, n = d.shape
     ms_s, ms_i, ms_r = _mean_squares(d)

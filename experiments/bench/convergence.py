@@ -7,7 +7,7 @@ convergence test) and the wall time. It is how the ``cpu`` profile's budget was 
 
 Runs go to a temporary folder and never touch ``results/``; ``--out`` keeps every validation curve.
 ``--continue`` starts each run from the longest finished shorter run of the same config in ``results/`` and
-``work/`` (``experiments.continuation``), so measuring a longer step schedule costs only the added epochs:
+``work/`` (``experiments.dispatch.continuation``), so measuring a longer step schedule costs only the added epochs:
 
     python -m experiments.bench convergence --profile converged --variants dad3dnet --seeds 2 \
         --set train.epochs=96,128 --continue
@@ -30,7 +30,7 @@ import yaml
 from experiments.dispatch import continuation
 from experiments.overrides import parse_sweep
 from experiments.registry import RegistryError, load_registry
-from experiments.stats import change_within, window_change
+from experiments.report.stats import change_within, window_change
 from trans3dhead.config import RunConfig
 from trans3dhead.cli import summary
 

@@ -8,7 +8,7 @@ clock is read, floats have fixed formats, bootstraps fixed seeds, PNGs no versio
 One job per module: ``gather`` (the store's runs of a table row), ``cells`` (statistics to cells),
 ``steps`` (each ablation step as a claim), ``sections`` (markdown tables), ``provenance`` (the header), ``figure_sections`` (the figures a table's
 ``figures:`` key names), ``image_figures`` (Figure 7 and the gallery), ``write`` (whole reports), ``readme`` (the README's copy
-of the default profile's claims page).
+of the default profile's claims page); beneath them ``stats`` (the statistics) and ``figures`` (plotting).
 """
 from experiments.report.cells import convergence_text, fmt, metric_cell
 from experiments.report.provenance import benchmark_name, code_versions

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments import stats
 from experiments.overrides import describe
 from experiments.registry import DEFAULT_PROFILE
+from experiments.report import stats
 from experiments.report.gather import RowRuns
 from trans3dhead.metrics import METRICS
 

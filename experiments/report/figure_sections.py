@@ -8,7 +8,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from experiments import figures, stats, store
+from experiments import store
+from experiments.report import figures, stats
 from experiments.report.cells import convergence_text, fmt, metric_title, status_text
 from experiments.report.gather import RowRuns, TableContext
 from experiments.report.image_figures import marr_layers_section

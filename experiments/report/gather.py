@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import stats, store
+from experiments import store
 from experiments.registry import Registry, Row, TableSpec
+from experiments.report import stats
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import figures, store
+from experiments import store
+from experiments.report import figures
 from experiments.report.gather import RowRuns, TableContext
 
 IMAGE_FIGURES = ("figure7.png", "gallery.png")   # drawn from the dataset's images (see check_reports)

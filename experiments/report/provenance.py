@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 
-from experiments import stats
 from experiments.overrides import describe
 from experiments.registry import TableSpec
+from experiments.report import stats
 from experiments.report.cells import fmt
 from experiments.report.gather import RowRuns
 from trans3dhead.metrics import METRICS
@@ -48,7 +48,7 @@ def training_cost(metas: list[dict]) -> str:
         sources = ", ".join(f"`{p}` ({n} at {e} epochs)" for (p, e), n in sorted(
             Counter((c.get("profile"), c.get("epochs")) for c in continued).items()))
         text += (f"; {len(continued)} of them continued a finished shorter run "
-                 f"({sources}; experiments/continuation.py), whose time is included")
+                 f"({sources}; experiments/dispatch/continuation.py), whose time is included")
     return text
 
 

@@ -5,8 +5,8 @@ import math
 
 import pandas as pd
 
-from experiments import stats
 from experiments.overrides import describe
+from experiments.report import stats
 from experiments.report.cells import convergence_text, fmt, metric_cell, metric_title, status_text
 from experiments.report.gather import Inputs, TableContext, gather_row, table_seeds
 from experiments.report.steps import STEP_HEADER, StepResult, step_cells

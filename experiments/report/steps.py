@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments import stats
 from experiments.registry import Step, TableSpec
+from experiments.report import stats
 from experiments.report.cells import fmt
 from experiments.report.gather import RowRuns
 from trans3dhead.metrics import METRICS

@@ -49,7 +49,7 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig, steps_per_epoch: in
 def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict) -> None:
     """Loads a checkpoint's scheduler ``state``, then sets each group's lr from this run's schedule at the
     restored step: the checkpoint holds the lr that the saving run's schedule gave its next step, and a run
-    that continues a shorter one (experiments/continuation.py) may drop the lr right there."""
+    that continues a shorter one (experiments/dispatch/continuation.py) may drop the lr right there."""
     scheduler.load_state_dict(state)
     for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base_lr * factor(scheduler.last_epoch)
