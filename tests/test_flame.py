@@ -71,6 +71,34 @@ def test_decoder_outputs_and_gradients(flame_dir, topology, n):
     assert not list(decoder.parameters()) and not decoder.state_dict()
 
 
+@pytest.mark.parametrize("n", [413, 60])
+def test_decode_only_matches_the_whole_mesh_where_it_decodes(flame_dir, topology, n):
+    """A training step decodes only the loss's vertices (and the landmarks' corners): same values and gradients
+    there as the whole-mesh decode, NaN elsewhere, the whole mesh again in eval mode."""
+    whole, part = FlameDecoder(flame_dir, n), FlameDecoder(flame_dir, n)
+    wanted = torch.arange(0, topology.n_vertices, 7)
+    part.decode_only(wanted)
+    assert set(wanted.tolist()) <= set(part.decoded.tolist()) and part.decoded.numel() < topology.n_vertices
+    params = _params(whole.layout, 3, seed=1)
+    p_whole, p_part = params.clone().requires_grad_(True), params.clone().requires_grad_(True)
+    a, b = whole(p_whole), part(p_part)
+    for key in ("model_vertices", "posed_vertices", "projected_vertices"):
+        torch.testing.assert_close(b[key][:, part.decoded], a[key][:, part.decoded], rtol=1e-5, atol=1e-6)
+        others = torch.ones(topology.n_vertices, dtype=torch.bool)
+        others[part.decoded] = False
+        assert torch.isnan(b[key][:, others]).all(), key
+    for key in ("landmarks_3d", "model_landmarks", "rotation"):
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+    loss = lambda out: out["model_vertices"][:, wanted].square().sum() + out["landmarks_3d"].sum()
+    loss(a).backward()
+    loss(b).backward()
+    torch.testing.assert_close(p_part.grad, p_whole.grad, rtol=1e-4, atol=1e-5)
+    part.eval()
+    assert not torch.isnan(part(params)["model_vertices"]).any()
+    part.decode_only(None)
+    assert part.train()(params)["model_vertices"].isfinite().all()
+
+
 def test_decoder_follows_the_official_camera(flame_dir, topology):
     decoder = FlameDecoder(flame_dir, 413)
     params = _params(decoder.layout, 2, seed=1)

@@ -83,6 +83,7 @@ class ResidentStep:
         mean_face = torch.tensor(mean_landmarks(train_set), dtype=torch.float32)
         self.model = build_model(cfg.model, flame_dir, mean_face).to(device).train()
         self.loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
+        self.model.flame.decode_only(self.loss_fn.vertices_read())
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, len(train_set) // tc.batch_size, tc)
         loader = train_loader(train_set, tc.batch_size, loader_options(0, device))

@@ -104,6 +104,7 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if tc.compile else model
     loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
+    model.flame.decode_only(loss_fn.vertices_read())     # a step decodes only the vertices its loss reads
     optimizer = build_optimizer(model, tc)
     steps_per_epoch = len(train_set) // tc.batch_size
     if steps_per_epoch == 0:

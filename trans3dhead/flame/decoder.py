@@ -11,12 +11,17 @@ translation | scale. Decoding:
    in crop units.
 3. The 68 landmarks (official order, :mod:`.topology`) of both the model and the posed mesh.
 
+In training, :meth:`FlameDecoder.decode_only` limits decoding to the vertices the loss reads (plus the landmarks'
+triangle corners): a step decodes about a third of the mesh. The other vertices read NaN, so a term that reads one
+stops the run at once instead of training on a wrong value. Evaluation always decodes the whole mesh.
+
 The FLAME model is fixed: everything is a non-persistent buffer, so the layer adds no
 trainable parameters and checkpoints do not carry the (licensed) model.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import smplx
 import torch
@@ -29,6 +34,8 @@ from trans3dhead.flame.topology import landmark_embedding
 from trans3dhead.geometry import rot6d_to_matrix, weak_perspective
 
 Z_OFFSET = 0.05          # metres added to z after LBS (official FLAME layer)
+# the model tensors smplx's lbs reads, kept whole and (``decode_only``) for the decoded vertices
+_COMPACT = ("v_template", "blend_dirs", "posedirs", "J_regressor", "lbs_weights")
 N_JOINTS = 5             # root (global), neck, jaw, left eye, right eye
 _JAW = 2
 
@@ -76,6 +83,40 @@ class FlameDecoder(nn.Module):
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.detach().clone(), persistent=False)
+        self.decode_only(None)
+
+    def decode_only(self, vertex_ids: Sequence[int] | torch.Tensor | None) -> None:
+        """In training mode, decode only ``vertex_ids`` and the landmarks' triangle corners; the other vertices of
+        ``model_vertices``, ``posed_vertices`` and ``projected_vertices`` read NaN. None decodes the whole mesh.
+
+        The joints regress from the whole shaped mesh (J = J_regressor v_shaped), so they enter smplx's ``lbs`` as
+        extra rows with the regressed template and blend shapes, J_regressor v_template and J_regressor S: the same
+        joints, the same LBS, on a third of the vertices.
+        """
+        if vertex_ids is None:        # buffers (not checkpointed) so that .to(device) carries them
+            for name in ("decoded", *_COMPACT):
+                self.register_buffer(name if name == "decoded" else f"compact_{name}", None, persistent=False)
+            return
+        corners = self.faces[self.landmark_faces].flatten()
+        ids = torch.unique(torch.cat([torch.as_tensor(vertex_ids, dtype=torch.long).flatten().cpu(), corners.cpu()]))
+        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < self.n_vertices:
+            raise ValueError(f"vertex ids outside the mesh's {self.n_vertices} vertices")
+        device = self.v_template.device
+        ids = ids.to(device)
+        n_joints, n_ids = self.J_regressor.shape[0], ids.numel()
+        posedirs = self.posedirs.reshape(self.posedirs.shape[0], self.n_vertices, 3)
+        regressor = torch.zeros(n_joints, n_ids + n_joints, device=device)
+        regressor[:, n_ids:] = torch.eye(n_joints, device=device)
+        compact = {
+            "v_template": torch.cat([self.v_template[ids], self.J_regressor @ self.v_template]),
+            "blend_dirs": torch.cat([self.blend_dirs[ids], torch.einsum("jv,vkl->jkl", self.J_regressor, self.blend_dirs)]),
+            "posedirs": torch.cat([posedirs[:, ids], posedirs.new_zeros(posedirs.shape[0], n_joints, 3)], 1).flatten(1),
+            "J_regressor": regressor,
+            "lbs_weights": torch.cat([self.lbs_weights[ids], torch.eye(n_joints, device=device)]),
+        }
+        self.register_buffer("decoded", ids, persistent=False)
+        for name in _COMPACT:
+            self.register_buffer(f"compact_{name}", compact[name], persistent=False)
 
     @property
     def n_vertices(self) -> int:
@@ -86,8 +127,9 @@ class FlameDecoder(nn.Module):
         return torch.float64 if reference.dtype == torch.float64 else torch.float32
 
     def model_vertices_from(self, shape: torch.Tensor, expression: torch.Tensor,
-                            jaw: torch.Tensor | None = None) -> torch.Tensor:
-        """LBS of ``shape (B,S)``, ``expression (B,E)``, optional ``jaw (B,3)`` axis-angle -> ``(B,V,3)``.
+                            jaw: torch.Tensor | None = None, compact: bool = False) -> torch.Tensor:
+        """LBS of ``shape (B,S)``, ``expression (B,E)``, optional ``jaw (B,3)`` axis-angle -> ``(B,V,3)``, or with
+        ``compact`` the ``decode_only`` vertices ``(B, len(self.decoded), 3)`` in their order.
 
         Zero global, neck and eye rotations; model space (no z offset, no camera).
         """
@@ -101,11 +143,17 @@ class FlameDecoder(nn.Module):
         if coefficients.shape[-1] != self.blend_dirs.shape[-1]:
             raise ValueError(f"expected {self.layout.n_shape} shape + {self.layout.n_expression} expression "
                              f"values, got {shape.shape[-1]} + {expression.shape[-1]}")
+        model = {name: getattr(self, f"compact_{name}" if compact else name) for name in _COMPACT}
         with torch.autocast(device_type=shape.device.type, enabled=False):
-            vertices, _ = lbs(coefficients, pose, self.v_template.to(dtype), self.blend_dirs.to(dtype),
-                              self.posedirs.to(dtype), self.J_regressor.to(dtype), self.parents,
-                              self.lbs_weights.to(dtype), pose2rot=True)
-        return vertices
+            vertices, _ = lbs(coefficients, pose, model["v_template"].to(dtype), model["blend_dirs"].to(dtype),
+                              model["posedirs"].to(dtype), model["J_regressor"].to(dtype), self.parents,
+                              model["lbs_weights"].to(dtype), pose2rot=True)
+        return vertices[:, :self.decoded.numel()] if compact else vertices
+
+    def _spread(self, compact: torch.Tensor) -> torch.Tensor:
+        """``(B, n, C)`` values of the decoded vertices -> ``(B, V, C)``, NaN where a vertex was not decoded."""
+        full = compact.new_full((compact.shape[0], self.n_vertices, compact.shape[-1]), float("nan"))
+        return full.index_copy(1, self.decoded, compact)
 
     def landmarks(self, vertices: torch.Tensor) -> torch.Tensor:
         """The official 68 landmarks ``(B, 68, 3)`` of ``(B, V, 3)`` vertices (any frame)."""
@@ -119,16 +167,20 @@ class FlameDecoder(nn.Module):
         rotation, landmarks_3d, model_landmarks`` (shapes in docs/architecture.md)."""
         parts = self.layout.split(params)
         dtype = self._compute_dtype(params)
-        model_vertices = self.model_vertices_from(parts["shape"], parts["expression"], parts["jaw"])
+        compact = self.training and self.decoded is not None
+        model_vertices = self.model_vertices_from(parts["shape"], parts["expression"], parts["jaw"], compact)
         with torch.autocast(device_type=params.device.type, enabled=False):
             rotation = rot6d_to_matrix(parts["rot6d"].to(dtype))
             shifted = model_vertices + model_vertices.new_tensor([0.0, 0.0, Z_OFFSET])
             posed = weak_perspective(shifted, rotation, parts["translation"].to(dtype), parts["scale"].to(dtype))
+            projected = (posed[..., :2] + 1.0) / 2.0
+            if compact:
+                model_vertices, posed, projected = map(self._spread, (model_vertices, posed, projected))
             return {
                 "params": params,
                 "model_vertices": model_vertices,
                 "posed_vertices": posed,
-                "projected_vertices": (posed[..., :2] + 1.0) / 2.0,
+                "projected_vertices": projected,
                 "rotation": rotation,
                 "landmarks_3d": self.landmarks(posed),
                 "model_landmarks": self.landmarks(model_vertices),

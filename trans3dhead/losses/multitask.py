@@ -36,6 +36,13 @@ class MultiTaskLoss(nn.Module):
     def _subset(self, name: str) -> torch.Tensor:
         return getattr(self, f"subset_{name}")
 
+    def vertices_read(self) -> torch.Tensor:
+        """The mesh vertices a step of this loss reads (its weighted subsets): all a training step must decode
+        (``FlameDecoder.decode_only``)."""
+        names = [*(self.subset_weights_3d if self.weights.shape3d else ()),
+                 *(self.subset_weights_reproj if self.weights.reproj else ())]
+        return torch.unique(torch.cat([self._subset(n) for n in names])) if names else torch.zeros(0, dtype=torch.long)
+
     def forward(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
