@@ -1,9 +1,9 @@
 """``--set SECTION.KEY=VALUE``: config overrides from the command line, the convention hydra users expect.
 
 One parser for ``python -m experiments.run`` (one value per key) and ``python -m experiments.bench
-convergence`` (``KEY=V1,V2``: a sweep axis). Values are YAML (``1e-3``, ``true``, ``[a, b]``); keys are
-checked against ``RunConfig`` with a did-you-mean, and an ablation switch is refused for the reason a
-profile may not set one: a variant differs from another only in ``variants.yaml``. Types and
+convergence`` (``KEY=V1,V2``: a sweep axis). Values are YAML as the registry reads it (``1e-3``, ``true``,
+``off``, ``[a, b]``); keys are checked against ``RunConfig`` with a did-you-mean, and an ablation switch is
+refused for the reason a profile may not set one: a variant differs from another only in ``variants.yaml``. Types and
 cross-field rules are checked where the override meets a variant and a profile (``Registry.resolve``).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from experiments.registry import RegistryError, ablation_switch
+from experiments.registry import RegistryError, ablation_switch, load_unique_yaml
 from trans3dhead.config import RunConfig, did_you_mean
 
 # YAML 1.1 (PyYAML) reads "1e-3" as a string; a number is what anyone typing it means.
@@ -35,11 +35,12 @@ class Override(NamedTuple):
 
 
 def yaml_value(text: str) -> Any:
-    """A command-line value read as YAML, with an unquoted exponent number ('1e-3') read as a float."""
+    """A command-line value read as YAML as the registry files are (``off`` stays the string the docs show;
+    booleans are true/false), with an unquoted exponent number ('1e-3') read as a float."""
     if _EXPONENT_NUMBER.fullmatch(text.strip()):
         return float(text)
     try:
-        return yaml.safe_load(text)
+        return load_unique_yaml(text)
     except yaml.YAMLError as err:
         raise RegistryError(f"--set value {text!r} is not valid YAML: {err}") from err
 

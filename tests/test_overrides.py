@@ -20,7 +20,8 @@ def _planned_ids(out: str) -> set[str]:
 
 
 @pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("-2.5E+2", -250.0), ("true", True), ("16", 16),
-                                         ("[a, b]", ["a", "b"]), ("cosine", "cosine"), ("'1e-3'", "1e-3")])
+                                         ("[a, b]", ["a", "b"]), ("cosine", "cosine"), ("'1e-3'", "1e-3"),
+                                         ("off", "off"), ("on", "on"), ("no", "no"), ("False", False)])
 def test_values_are_yaml_with_exponent_numbers(text, value):
     assert yaml_value(text) == value
 
@@ -53,6 +54,7 @@ def test_dry_run_with_set_plans_other_run_ids(tmp_path, capsys):
     (["table3", "--set", "train.epochs"], "use SECTION.KEY=VALUE"),
     (["table3", "--set", "train.epochs=2", "--set", "train.epochs=3"], "given twice"),
     (["table3", "--set", "train.epochs=abc"], "train.epochs: expected an integer, got 'abc'"),
+    (["table3", "--set", "train.compile=yes"], "train.compile: expected true/false, got 'yes'"),
     (["status", "table3", "--set", "model.d_modle=16"], "did you mean 'model.d_model'?"),
     (["report", "table3", "--set", "model.mqinit=none"], "is an ablation switch"),
 ])
@@ -84,3 +86,19 @@ def test_the_convergence_bench_shares_the_parser():
     with pytest.raises(SystemExit) as exit_info:
         convergence.main(["--set", "model.qamem=both,none"])
     assert exit_info.value.code == 2
+
+
+def test_amp_off_as_the_docs_spell_it_on_the_command_line_and_in_a_registry_file(tmp_path):
+    """YAML 1.1 read `off` as False ("train.amp: expected a string, got False"); the registry's loader and
+    --set read YAML 1.2's booleans (true/false), so `off` is the string train.amp expects."""
+    import shutil
+
+    from experiments.registry import REGISTRY_DIR
+
+    resolved = REGISTRY.resolve("trans3dhead", "smoke", overrides=parse_overrides(["train.amp=off"]))
+    assert resolved.config.train.amp == "off"
+    registry = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, registry)
+    profiles = registry / "profiles.yaml"
+    profiles.write_text(profiles.read_text() + "\nunquoted:\n  base: smoke\n  train:\n    amp: off\n")
+    assert load_registry(registry).resolve("trans3dhead", "unquoted").config.train.amp == "off"

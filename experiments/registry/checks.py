@@ -1,7 +1,9 @@
 """What every registry file is checked with: the error that names the file and the fix, unknown keys
-with a did-you-mean, YAML read with duplicate keys refused, lists of names and of mappings."""
+with a did-you-mean, YAML read with duplicate keys refused and YAML 1.2's booleans, lists of names and of
+mappings."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -20,9 +22,18 @@ def unknown_keys(keys, allowed, where: str) -> None:
             raise RegistryError(f"{where}: unknown key '{key}'{did} (valid: {sorted(allowed)})")
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, but a key given twice in one mapping is an error: the second `qa:` would
-    silently redefine a variant, and every variant built on it."""
+    silently redefine a variant, and every variant built on it. Booleans are YAML 1.2's, true/false only:
+    PyYAML's YAML 1.1 reads on/off/yes/no as booleans too, so `amp: off`, as the docs spell the value,
+    reached the config as False ("train.amp: expected a string"); a boolean field given `yes` is refused by
+    name instead of read as true."""
+
+    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -39,8 +50,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_UniqueKeyLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def load_unique_yaml(text: str):
-    """YAML text read safely, a key given twice in one mapping refused (yaml.YAMLError)."""
+    """YAML text read safely, a key given twice in one mapping refused (yaml.YAMLError), on/off/yes/no strings."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
