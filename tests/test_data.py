@@ -180,3 +180,31 @@ def test_prediction_only_split(synth_root, tmp_path):
     assert not ds.has_annotations
     item = ds[0]
     assert "landmarks_2d" not in item and item["image"].shape == (3, 64, 64)
+
+
+def test_annotations_are_parsed_once_per_split_and_reparsed_when_a_file_changes(synth_root, tmp_path, monkeypatch):
+    import shutil
+    split = tmp_path / "dad3dheads" / "val"
+    shutil.copytree(synth_root / "dad3dheads" / "val", split)
+    shutil.copytree(synth_root / "flame", tmp_path / "flame")
+    first = _dataset(tmp_path)
+    parsed = [first.parse_annotation(i) for i in range(len(first))]
+    for i, ann in enumerate(parsed):            # the cached values are exactly what JSON gives
+        cached = first.annotation(i)
+        assert all(np.array_equal(cached[k], ann[k]) for k in ("vertices", "model_view", "projection"))
+    assert len(list(split.glob(".t3h-annotations-*.npy"))) == 1
+    calls = []
+    monkeypatch.setattr(DAD3DHeadsDataset, "parse_annotation", lambda self, i: calls.append(i))
+    assert np.array_equal(_dataset(tmp_path).annotation(1)["vertices"], parsed[1]["vertices"])
+    assert calls == []                          # a second reader maps the cache
+    monkeypatch.undo()
+    path = split / first.entries[0]["annotation_path"]
+    raw = json.loads(path.read_text())
+    raw["vertices"][0] = [9.0, 9.0, 9.0]
+    path.write_text(json.dumps(raw))
+    assert _dataset(tmp_path).annotation(0)["vertices"][0].tolist() == [9.0, 9.0, 9.0]
+    def read_only(*_):
+        raise PermissionError("read-only file system")
+    monkeypatch.setattr("trans3dhead.data.annotation_cache.os.replace", read_only)
+    (split / "val.json").touch()                # a new key: this reader cannot write its cache, and still reads
+    assert np.array_equal(_dataset(tmp_path).annotation(1)["vertices"], parsed[1]["vertices"])

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from trans3dhead.data import annotation_cache
 from trans3dhead.data.errors import DatasetError
 from trans3dhead.data.transforms import Crop, crop_geometry, crop_image, jittered_crop
 from trans3dhead.flame.topology import load_topology
@@ -86,7 +87,7 @@ class DAD3DHeadsDataset(Dataset):
             (self.split_dir / e["annotation_path"]).is_file() for e in self.entries[:1])
         self.topology = load_topology(flame_dir)
         self.image_size, self.train, self.seed, self.epoch = image_size, train, seed, 0
-        self._annotations: dict[int, dict] = {}
+        self._annotation_rows: np.ndarray | None = None     # annotation_cache.load_or_build
         self.cache_in_memory = cache_in_memory
         self._images: dict[int, tuple[Image.Image, tuple[int, int], tuple[float, float]]] = {}
         self._geometry: dict[int, dict[str, np.ndarray]] = {}
@@ -98,21 +99,35 @@ class DAD3DHeadsDataset(Dataset):
         self.epoch = epoch
 
     def annotation(self, index: int) -> dict[str, np.ndarray]:
-        if index not in self._annotations:
-            path = self.split_dir / self.entries[index]["annotation_path"]
-            raw = _read_json(path, f"annotation of item {self.entries[index]['item_id']}:")
-            try:
-                ann = {"vertices": np.asarray(raw["vertices"], dtype=np.float64),
-                       "model_view": np.asarray(raw["model_view_matrix"], dtype=np.float64),
-                       "projection": np.asarray(raw["projection_matrix"], dtype=np.float64)}
-            except (KeyError, TypeError, ValueError) as err:
-                raise DatasetError(f"annotation {path} lacks or mangles {err}; expected vertices, "
-                                   "model_view_matrix and projection_matrix") from err
-            if ann["vertices"].shape != (self.topology.n_vertices, 3) or ann["model_view"].shape != (4, 4):
-                raise DatasetError(f"annotation {path}: vertices {ann['vertices'].shape} / matrices "
-                                   f"{ann['model_view'].shape}; expected ({self.topology.n_vertices}, 3) and (4, 4)")
-            self._annotations[index] = ann
-        return self._annotations[index]
+        """Item ``index``'s vertices, model-view and projection matrices (float64), from the split's
+        annotation cache (``annotation_cache.py``; built on first use by :meth:`parse_annotation`)."""
+        if self._annotation_rows is None:
+            files = [self.split_dir / e["annotation_path"] for e in self.entries]
+            missing = next((f for f in files if not f.is_file()), None)
+            if missing is not None:
+                item = self.entries[files.index(missing)]["item_id"]
+                raise DatasetError(f"annotation of item {item}: {missing} is missing")
+            key = annotation_cache.cache_key(self.split_dir / f"{self.split}.json", files)
+            self._annotation_rows = annotation_cache.load_or_build(
+                self.split_dir, key, len(self.entries), self.topology.n_vertices, self.parse_annotation)
+        return annotation_cache.unpack(self._annotation_rows[index], self.topology.n_vertices)
+
+    def parse_annotation(self, index: int) -> dict[str, np.ndarray]:
+        """Item ``index``'s annotation read from its JSON file and checked."""
+        path = self.split_dir / self.entries[index]["annotation_path"]
+        raw = _read_json(path, f"annotation of item {self.entries[index]['item_id']}:")
+        try:
+            ann = {"vertices": np.asarray(raw["vertices"], dtype=np.float64),
+                   "model_view": np.asarray(raw["model_view_matrix"], dtype=np.float64),
+                   "projection": np.asarray(raw["projection_matrix"], dtype=np.float64)}
+        except (KeyError, TypeError, ValueError) as err:
+            raise DatasetError(f"annotation {path} lacks or mangles {err}; expected vertices, "
+                               "model_view_matrix and projection_matrix") from err
+        if (ann["vertices"].shape != (self.topology.n_vertices, 3) or ann["model_view"].shape != (4, 4)
+                or ann["projection"].shape != (4, 4)):
+            raise DatasetError(f"annotation {path}: vertices {ann['vertices'].shape} / matrices "
+                               f"{ann['model_view'].shape}; expected ({self.topology.n_vertices}, 3) and (4, 4)")
+        return ann
 
     def image_path(self, index: int) -> Path:
         return self.split_dir / self.entries[index]["img_path"]
