@@ -1,4 +1,5 @@
-"""The README is the contract: its two commands, a newcomer's length, and links that resolve (docs pages too)."""
+"""The README is the contract: its two commands, a newcomer's length, and links that resolve (docs pages and
+committed reports too, pictures included)."""
 import re
 from pathlib import Path
 
@@ -6,7 +7,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+# the committed reports too: a reader of a report must not meet a broken link or picture (issue 30)
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
+         *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "reports").glob("*/*.md"))]
 
 
 def test_the_readme_keeps_its_two_commands_and_a_newcomers_length():

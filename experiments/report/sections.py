@@ -126,11 +126,11 @@ def _tally(results: list[StepResult]) -> str:
     return f"{len(kinds)} claim(s) computed" + (f": {counts}" if counts else "")
 
 
-def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None = None) -> list[str]:
+def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list, bool] | None = None) -> list[str]:
     """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, Holm p,
-    power and verdict (``reports/<profile>/claims.md``). ``beside`` = (another profile, its table contexts)
-    adds that profile's verdict on each claim and marks where the two differ: what a quick profile's
-    verdicts are worth against a converged one's."""
+    power and verdict (``reports/<profile>/claims.md``). ``beside`` = (another profile, its table contexts,
+    whether it has committed results) adds that profile's verdict on each claim and marks where the two differ:
+    what a quick profile's verdicts are worth against a converged one's."""
     note = inputs.registry.profiles.get(inputs.profile, {}).get("benchmark_note", "")
     other_verdicts = {}
     if beside:
@@ -156,9 +156,11 @@ def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list] | None
     if beside:
         header += [f"verdict, profile `{beside[0]}`", "the two verdicts"]
         compared = sum(1 for row in rows if row[-1] != "—")
-        lines += [f"Beside each verdict, the profile `{beside[0]}`'s on the same claim (its own reports: "
-                  f"[reports/{beside[0]}/claims.md](../{beside[0]}/claims.md)): {differ} of {compared} verdicts "
-                  "that both profiles could give differ.", ""]
+        # its reports exist only where it has committed results: a link to a page that is not there is broken
+        where = (f"its own reports: [reports/{beside[0]}/claims.md](../{beside[0]}/claims.md)" if beside[2]
+                 else f"it has no committed results yet: `python -m experiments.run all --profile {beside[0]}`")
+        lines += [f"Beside each verdict, the profile `{beside[0]}`'s on the same claim ({where}): {differ} of "
+                  f"{compared} verdicts that both profiles could give differ.", ""]
     return lines + [md_table(header, rows), ""]
 
 

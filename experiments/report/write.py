@@ -72,7 +72,8 @@ def _write(registry: Registry, profile: str, tables: list[str], results_root: Pa
         other = None
         if beside and not overrides:
             other_inputs = Inputs(registry, beside, (), Path(results_root), store.collect(results_root, beside))
-            other = (beside, [table_context(other_inputs, c.name, out_dir) for c in contexts if c.steps])
+            other = (beside, [table_context(other_inputs, c.name, out_dir) for c in contexts if c.steps],
+                     not other_inputs.frame.empty)
         claims.write_text("\n".join(claims_lines(inputs, [c for c in contexts if c.steps], other)) + "\n")
     return [out_dir / f"{c.name}.md" for c in contexts] + [index] + ([claims] if every_table else [])
 
