@@ -314,3 +314,24 @@ def test_dad3dnet_with_a_1x1_p7_level_refuses_batch_1_training_by_name():
         RunConfig.from_dict(raw)
     RunConfig.from_dict({**raw, "train": {"batch_size": 2}})
     RunConfig.from_dict({**raw, "data": {"image_size": 80}})
+
+
+def test_attention_in_the_autocast_dtype_agrees_with_the_float32_kernel():
+    """model.attention_precision=autocast (the explicit bf16 product on CPU) computes the same attention as the
+    fused float32 kernel to bf16 precision, gradients included; without autocast both are the float32 kernel."""
+    torch.manual_seed(0)
+    exact, fast = Attention(32, 1, 0.0), Attention(32, 1, 0.0, precision="autocast")
+    fast.load_state_dict(exact.state_dict())
+    queries, memory = torch.randn(4, 413, 32), torch.randn(4, 36, 32)
+    torch.testing.assert_close(fast(queries, queries, queries), exact(queries, queries, queries))
+    outputs, grads = [], []
+    for attention in (exact, fast):
+        attention.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attention(queries, memory, memory)
+        assert out.dtype == torch.bfloat16
+        out.float().square().mean().backward()
+        outputs.append(out.float())
+        grads.append(attention.q_proj.weight.grad.clone())
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0.05, atol=0.02)
+    assert torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0) > 0.99

@@ -70,6 +70,9 @@ class ModelConfig:
     nheads: int = 8
     dim_feedforward: int = 1024
     dropout: float = 0.1
+    # float32: the fused attention kernel in float32 even under autocast; autocast: attention in the autocast
+    # dtype (CPU: the explicit product, 0.875x the step of the cpu models; CUDA: the fused bf16 kernel)
+    attention_precision: str = introduced("float32")
     encoder_layers: int = switch(0)          # 0-3, DETR-style
     decoder_layers: int = switch(2)          # 1-3, same count in both branches
     branches: tuple[str, ...] = switch(("landmark", "3dmm"))   # ("3dmm",) = only-3DMM (Table 7)
@@ -101,6 +104,7 @@ class ModelConfig:
         _check_choice("model.mean_face", self.mean_face, MEAN_FACE_MODES)
         _check_choice("model.pose_init", self.pose_init, POSE_INITS)
         _check_choice("model.trunk_init", self.trunk_init, TRUNK_INITS)
+        _check_choice("model.attention_precision", self.attention_precision, ("float32", "autocast"))
         if self.pretrained and self.trunk_init != "random":
             raise ConfigError("model.pretrained (ImageNet) and model.trunk_init both initialise the trunk; set one")
         _check_choice("model.backbone_stride", self.backbone_stride, (8, 16, 32))

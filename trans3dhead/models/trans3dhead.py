@@ -29,8 +29,8 @@ class Trans3DHead(nn.Module):
         super().__init__()
         self.backbone = Backbone(cfg.backbone, cfg.backbone_stride, cfg.d_model, cfg.pretrained)
         self.flame = flame
-        self.encoder = nn.ModuleList(EncoderLayer(cfg.d_model, cfg.nheads, cfg.dim_feedforward, cfg.dropout)
-                                     for _ in range(cfg.encoder_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(cfg.d_model, cfg.nheads, cfg.dim_feedforward, cfg.dropout,
+                                                  cfg.attention_precision) for _ in range(cfg.encoder_layers))
         self.param_branch = DecoderBranch(cfg, flame.layout.total, "3dmm")
         self.param_head = PerQueryParameterHead(flame.layout, cfg.d_model, pose_offset(cfg.pose_init, flame, mean_face))
         self.landmark_branch = self.marr = None

@@ -18,9 +18,10 @@ def _feed_forward(d_model: int, dim_feedforward: int, dropout: float) -> nn.Sequ
 class EncoderLayer(nn.Module):
     """Self-attention over the memory grid (positions added to queries and keys), then an FFN."""
 
-    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float):
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float,
+                 attention_precision: str = "float32"):
         super().__init__()
-        self.self_attn = Attention(d_model, nheads, dropout)
+        self.self_attn = Attention(d_model, nheads, dropout, precision=attention_precision)
         self.ffn = _feed_forward(d_model, dim_feedforward, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -41,8 +42,9 @@ class Attention(nn.Module):
     """
 
     def __init__(self, d_model: int, nheads: int, dropout: float, qamem: QueryAwareMemory | None = None,
-                 qamem_naive: bool = False):
+                 qamem_naive: bool = False, precision: str = "float32"):
         super().__init__()
+        self.precision = precision          # float32 | autocast (model.attention_precision)
         self.nheads, self.head_dim = nheads, d_model // nheads
         self.q_proj, self.k_proj, self.v_proj = (nn.Linear(d_model, d_model) for _ in range(3))
         self.out_proj = nn.Linear(d_model, d_model)
@@ -60,6 +62,17 @@ class Attention(nn.Module):
         return torch.einsum("bhnd,hed->bhne", x, weight) + self.v_proj.bias.reshape(self.nheads, 1, self.head_dim)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        device = q.device.type
+        if self.precision == "autocast" and torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+            if device == "cuda":      # the fused (flash) kernel in bf16
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            # CPU: the fused kernel's bf16 path is slow; the explicit product in bf16 is about twice the fused
+            # float32 kernel at 413 queries, head dim 32 (docs/running.md, "Where a CPU step goes")
+            with torch.autocast(device_type=device, enabled=False):
+                scores = (q @ k.transpose(-1, -2)) * self.head_dim ** -0.5
+                return F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training) @ v
         # The fused kernel in float32: on CPU it beats both the explicit product and its own
         # bf16 path (whose backward is several times slower) at these sizes.
         with torch.autocast(device_type=q.device.type, enabled=False):
@@ -88,10 +101,10 @@ class DecoderLayer(nn.Module):
     """Self-attention among queries, cross-attention to the memory (optionally QAMem), FFN."""
 
     def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float,
-                 qamem: QueryAwareMemory | None = None):
+                 qamem: QueryAwareMemory | None = None, attention_precision: str = "float32"):
         super().__init__()
-        self.self_attn = Attention(d_model, nheads, dropout)
-        self.cross_attn = Attention(d_model, nheads, dropout, qamem)
+        self.self_attn = Attention(d_model, nheads, dropout, precision=attention_precision)
+        self.cross_attn = Attention(d_model, nheads, dropout, qamem, precision=attention_precision)
         self.ffn = _feed_forward(d_model, dim_feedforward, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -120,7 +133,7 @@ class DecoderBranch(nn.Module):
         qamem = cfg.in_branch(cfg.qamem, branch)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg.d_model, cfg.nheads, cfg.dim_feedforward, cfg.dropout,
-                         QueryAwareMemory(n_queries, cfg.d_model) if qamem else None)
+                         QueryAwareMemory(n_queries, cfg.d_model) if qamem else None, cfg.attention_precision)
             for _ in range(cfg.decoder_layers))
 
     def forward(self, memory: torch.Tensor, memory_pos: torch.Tensor) -> list[torch.Tensor]:
