@@ -162,7 +162,7 @@ def test_dry_run_charges_runs_at_the_pace_of_this_hosts_finished_runs(tmp_path, 
             wall = seconds * estimate.training_steps(config) * (1 if host == platform.node() else 100)
             store.write_meta(path, {"status": "done", "host": host, "train_wall_s": wall, "variants": [variant]})
     argv = ["table3", "--profile", "smoke", "--dry-run", "--max-parallel", "1", "--results", str(tmp_path / "r"),
-            "--jobs", str(tmp_path / "j")]
+            "--jobs", str(tmp_path / "j"), "--work", str(tmp_path / "w")]    # not this checkout's own work/
     assert run.main([*argv, "--only", "trans3dhead,dad3dnet"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("how long"))
     steps = estimate.training_steps(REGISTRY.resolve("trans3dhead", "smoke").config)
