@@ -6,10 +6,10 @@
 # and resumes interrupted ones from their last epoch, so after a reboot or a new session just start it again.
 #
 # PROFILES may be a comma-separated list: each step then runs for each profile in turn, so that a profile
-# whose runs continue an earlier one's (`converged` after `cpu-long`, experiments/dispatch/continuation.py) lands its
-# results step by step instead of after the whole of the first profile.
+# whose runs continue an earlier one's (a longer schedule of the same config, experiments/dispatch/continuation.py)
+# lands its results step by step instead of after the whole of the first profile.
 #
-#   nohup scripts/campaign/run.sh cpu-long,converged 3 > campaign.log 2>&1 &
+#   nohup scripts/campaign/run.sh converged 3 > campaign.log 2>&1 &
 #   scripts/campaign/commit.sh converged        # whenever you like: commits the runs that finished
 #
 # With COMMIT=1 it runs commit.sh itself after each step that finished a run, and every COMMIT_EVERY seconds
