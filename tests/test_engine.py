@@ -32,8 +32,10 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_same_seed_same_weights_and_resume_is_bit_exact(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg, device="cpu")      # a CPU promise: CUDA kernels are not deterministic by default
+@pytest.mark.parametrize("amp, attention", [("off", "float32"), ("bf16", "autocast")])    # the latter: `converged`'s
+def test_same_seed_same_weights_and_resume_is_bit_exact(tiny_cfg, tmp_path, amp, attention):
+    raw = {**tiny_cfg, "model": {**tiny_cfg["model"], "attention_precision": attention}}
+    cfg = _cfg(raw, device="cpu", amp=amp)    # a CPU promise: CUDA kernels are not deterministic by default
     full = train(cfg, tmp_path / "full", show_progress=False)
     again = train(cfg, tmp_path / "again", show_progress=False)
     interrupted = train(cfg, tmp_path / "resumed", stop_after_epochs=1, show_progress=False)
