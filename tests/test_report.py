@@ -203,6 +203,19 @@ def test_index_lists_every_report_with_its_runs(known, registry, tmp_path):
     index = (tmp_path / "reports" / PROFILE / "README.md").read_text()
     assert "| [mini](mini.md) | A table with both halves | 5 done, 1 failed, 1 running, 3 missing | 0, 1 |" in index
     assert "SynthHeads" in index
+    # the five evaluated runs (100 s each, one of 120 s); a done run never evaluated is missing, not counted
+    assert index.splitlines()[-1] == ("Training of every finished run above, each counted once: 5 run(s), 0.14 h of "
+                                      "training in all (median 1.7 min per run, one run per core or device).")
+
+
+def test_the_readme_summary_quotes_the_cost_and_the_tally_of_the_pages():
+    from experiments.report import readme
+    index = "# Reports\n\n| a |\n|---|\n\nTraining of every finished run above, each counted once: 3 run(s), 1.00 h.\n"
+    claims = "# claims\n\nOne row per claim; 4 claim(s) computed: 1 holds, 3 noise. A claim on ...\n"
+    assert readme.summary(claims, index) == ("Evidence so far: 3 run(s), 1.00 h. Claims: 4 claim(s) computed: 1 holds, "
+                                             "3 noise (every claim of every table; the verdicts are explained on the "
+                                             "claims page).")
+    assert readme.summary("# claims", "# index").startswith("Evidence so far: no finished runs yet. Claims: —")
 
 
 def test_regeneration_is_byte_for_byte_and_check_finds_changes(known, registry, tmp_path):

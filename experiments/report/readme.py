@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from experiments.registry import DEFAULT_PROFILE
-from experiments.report.sections import md_table
+from experiments.report.sections import EVIDENCE_COST, md_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- headline table -->"
@@ -65,16 +65,28 @@ def headline(table_page: str, claims_page: str) -> str:
     return "\n\n".join(parts)
 
 
-def block(table_page: str, claims_page: str) -> str:
+def summary(claims_page: str, index_page: str) -> str:
+    """One sentence from the pages themselves: what the profile's evidence cost and how its claims came out."""
+    tally = re.search(r"\d+ claim\(s\) computed[^.]*", claims_page)
+    cost = next((line.removeprefix(f"{EVIDENCE_COST}: ").rstrip(".") for line in index_page.splitlines()
+                 if line.startswith(EVIDENCE_COST)), "—")
+    cost = "no finished runs yet" if cost == "—" else cost
+    return (f"Evidence so far: {cost}. Claims: {tally.group(0) if tally else '—'} "
+            "(every claim of every table; the verdicts are explained on the claims page).")
+
+
+def block(table_page: str, claims_page: str, index_page: str = "") -> str:
     link = f"reports/{DEFAULT_PROFILE}"
-    source = (f"Generated from [{link}/{HEADLINE_TABLE}.md]({link}/{HEADLINE_TABLE}.md) and "
-              f"[{link}/claims.md]({link}/claims.md) by `python -m experiments.report.readme`.")
-    return f"{BEGIN}\n{source}\n\n{headline(table_page, claims_page)}\n{END}"
+    source = (f"Generated from [{link}/{HEADLINE_TABLE}.md]({link}/{HEADLINE_TABLE}.md), "
+              f"[{link}/claims.md]({link}/claims.md) and [{link}/README.md]({link}/README.md) by "
+              "`python -m experiments.report.readme`.")
+    return (f"{BEGIN}\n{source}\n\n{summary(claims_page, index_page)}\n\n"
+            f"{headline(table_page, claims_page)}\n{END}")
 
 
 def committed_block(root: Path = ROOT) -> str:
     folder = root / "reports" / DEFAULT_PROFILE
-    return block((folder / f"{HEADLINE_TABLE}.md").read_text(), (folder / "claims.md").read_text())
+    return block(*((folder / page).read_text() for page in (f"{HEADLINE_TABLE}.md", "claims.md", "README.md")))
 
 
 def current_block(readme: str) -> str | None:

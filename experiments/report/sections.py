@@ -9,6 +9,7 @@ from experiments.overrides import describe
 from experiments.report import stats
 from experiments.report.cells import convergence_text, fmt, metric_cell, metric_title, status_text
 from experiments.report.gather import Inputs, TableContext, gather_row, table_seeds
+from experiments.report.provenance import training_cost
 from experiments.report.steps import STEP_HEADER, StepResult, step_cells
 from trans3dhead.metrics import METRICS
 
@@ -118,6 +119,8 @@ def steps_section(results: list[StepResult]) -> list[str]:
 
 
 CLAIMS = "claims.md"
+# the index's line on what the profile's evidence cost, which the README's headline quotes
+EVIDENCE_COST = "Training of every finished run above, each counted once"
 
 
 def _tally(results: list[StepResult]) -> str:
@@ -175,7 +178,7 @@ def index_lines(inputs: Inputs, out_dir) -> list[str]:
     """The reports folder's README: every table or figure, its runs by status and its seeds."""
     registry, profile = inputs.registry, inputs.profile
     note = registry.profiles.get(profile, {}).get("benchmark_note", "")
-    rows = []
+    rows, finished = [], {}
     for name, spec in registry.tables.items():
         if not (out_dir / f"{name}.md").is_file():
             rows.append([name, spec.title, "not generated", "—"])
@@ -183,6 +186,7 @@ def index_lines(inputs: Inputs, out_dir) -> list[str]:
         seeds = table_seeds(inputs, spec)
         runs = {(r.run_id, r.seed): r for row in spec.rows if row.variant is not None
                 for r in gather_row(inputs, row, spec, seeds).runs}
+        finished.update({r.run_id: r.meta for r in runs.values() if r.usable})
         counts = pd.Series([r.status if r.usable or r.status != "done" else "missing" for r in runs.values()])
         summary = ", ".join(f"{counts.eq(s).sum()} {s}" for s in STATUSES if counts.eq(s).any())
         rows.append([f"[{name}]({name}.md)", spec.title, summary or "no runs", ", ".join(map(str, seeds))])
@@ -190,4 +194,5 @@ def index_lines(inputs: Inputs, out_dir) -> list[str]:
             f"Regenerate with `python -m experiments.run report --profile {profile}"
             + (f" {describe(inputs.overrides)}" if inputs.overrides else "") + "`; check that the committed "
             "reports match the committed results with `--check`.", "",
-            md_table(["report", "paper's table or figure", "runs", "seeds"], rows)]
+            md_table(["report", "paper's table or figure", "runs", "seeds"], rows), "",
+            f"{EVIDENCE_COST}: {training_cost(list(finished.values()))}."]
