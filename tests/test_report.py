@@ -208,6 +208,25 @@ def test_index_lists_every_report_with_its_runs(known, registry, tmp_path):
                                       "training in all (median 1.7 min per run, one run per core or device).")
 
 
+def test_the_claims_page_says_per_table_how_decisive_its_claims_are():
+    from types import SimpleNamespace as NS
+    from experiments.report.sections import decisiveness_lines
+    claim = lambda verdict, metric="nme", mde=0.1, same_as="": NS(answer=object(), verdict=verdict,  # noqa: E731
+                                                                  metric=metric, mde=mde, same_as=same_as)
+    table3 = NS(name="table3", steps=[claim("holds"), claim("not distinguishable from noise (detectable: 0.08)", mde=0.08),
+                                      claim("not distinguishable from noise", mde=0.12),
+                                      claim("not distinguishable from noise", metric="pose_error", mde=0.004),
+                                      claim("smaller than the paper's change (|change| < 0.02)"),
+                                      NS(answer=None, verdict="not computed", metric="nme", mde=0.0, same_as="")])
+    table8 = NS(name="table8", steps=[NS(answer=None, verdict="same runs as table3", metric="nme", mde=0.0,
+                                         same_as="table3: a → b")])
+    lines = decisiveness_lines([table3, table8])
+    table = lines[4].splitlines()
+    assert table[2] == "| [table3](table3.md) | 5 | 1 | 0 | 1 | 3 | NME 0.120, Pose Err. 0.004 |"
+    assert len(table) == 3                                   # table8's only claim is counted on table3
+    assert decisiveness_lines([table8]) == []
+
+
 def test_the_readme_summary_quotes_the_cost_and_the_tally_of_the_pages():
     from experiments.report import readme
     index = "# Reports\n\n| a |\n|---|\n\nTraining of every finished run above, each counted once: 3 run(s), 1.00 h.\n"

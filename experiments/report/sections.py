@@ -129,6 +129,31 @@ def _tally(results: list[StepResult]) -> str:
     return f"{len(kinds)} claim(s) computed" + (f": {counts}" if counts else "")
 
 
+def decisiveness_lines(contexts: list) -> list[str]:
+    """Per table, how its computed claims came out, and for those left undecided the largest change the design
+    could have missed (their MDE, per metric): whether 'not distinguishable' means 'no effect this large' or
+    'not enough evidence' is read here at a glance."""
+    rows = []
+    for ctx in contexts:
+        computed = [r for r in ctx.steps if r.answer is not None and not r.same_as]
+        if not computed:
+            continue
+        kinds = [stats.verdict_kind(r.verdict) for r in computed]
+        undecided = [r for r, k in zip(computed, kinds) if k == stats.NOISE]
+        largest = {}
+        for r in undecided:
+            largest[r.metric] = max(largest.get(r.metric, 0.0), r.mde)
+        rows.append([f"[{ctx.name}]({ctx.name}.md)", str(len(computed)),
+                     *[str(kinds.count(k)) for k in stats.VERDICT_KINDS],
+                     ", ".join(f"{METRICS[m].title} {fmt(v, m)}" for m, v in largest.items()) or "—"])
+    if not rows:
+        return []
+    return ["## How decisive each table's claims are", "",
+            "Claims computed per table (one reported on another table's runs counts there), by verdict:", "",
+            md_table(["table", "claims computed", "holds", "reversed", "smaller than the paper's change",
+                      "not distinguishable", "not distinguishable: largest MDE (80%)"], rows), ""]
+
+
 def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list, bool] | None = None) -> list[str]:
     """Every claim of the paper's ablations in one table: the paper's change, ours with its interval, Holm p,
     power and verdict (``reports/<profile>/claims.md``). ``beside`` = (another profile, its table contexts,
@@ -164,7 +189,7 @@ def claims_lines(inputs: Inputs, contexts: list, beside: tuple[str, list, bool] 
                  else f"it has no committed results yet: `python -m experiments.run all --profile {beside[0]}`")
         lines += [f"Beside each verdict, the profile `{beside[0]}`'s on the same claim ({where}): {differ} of "
                   f"{compared} verdicts that both profiles could give differ.", ""]
-    return lines + [md_table(header, rows), ""]
+    return lines + [md_table(header, rows), "", *decisiveness_lines(contexts)]
 
 
 def _verdict_changed(verdict: str, other: str) -> bool | None:
