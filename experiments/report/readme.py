@@ -71,7 +71,10 @@ def summary(claims_page: str, index_page: str) -> str:
     cost = next((line.removeprefix(f"{EVIDENCE_COST}: ").rstrip(".") for line in index_page.splitlines()
                  if line.startswith(EVIDENCE_COST)), "—")
     cost = "no finished runs yet" if cost == "—" else cost
-    return (f"Evidence so far: {cost}. Claims: {tally.group(0) if tally else '—'} "
+    reports = [row for table in _tables(index_page) if table[0][:1] == ["report"] for row in table[1:]]
+    complete = [row[0] for row in reports if re.fullmatch(r"\d+ done", row[2])]
+    return (f"Evidence so far: {cost}; {len(complete)} of {len(reports)} reports have every run finished. "
+            f"Claims: {tally.group(0) if tally else '—'} "
             "(every claim of every table; the verdicts are explained on the claims page).")
 
 
