@@ -16,6 +16,7 @@ OUT=${OUT:?OUT must name the folder that comes back}
 PROFILE=${PROFILE:-gpu}
 PACE_S=${PACE_S:-180}
 mkdir -p "$OUT"
+scratch=$(mktemp -d)     # results and checkpoints that need not come back
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:$PWD
@@ -32,7 +33,7 @@ done
 
 echo "== $(date -u +%T) bench convergence (a short curve)"
 timeout 150 python3 -m experiments.bench convergence --profile "$PROFILE" --variants trans3dhead \
-    --set train.epochs=2 --results "$OUT/conv-results" --work /tmp/conv-work --out "$OUT/convergence.csv" \
+    --set train.epochs=2 --results "$OUT/conv-results" --work "$scratch/conv-work" --out "$OUT/convergence.csv" \
     > "$OUT/convergence.txt" 2>&1
 echo "exit $?" >> "$OUT/convergence.txt"
 
@@ -40,8 +41,8 @@ echo "== $(date -u +%T) Table 3 x 3 seeds for ${PACE_S} s, runs packed with --jo
 jobs_per_gpu=auto
 [ "$PROFILE" = smoke ] && jobs_per_gpu=1      # auto needs a GPU to size the packing
 timeout "$PACE_S" python3 -m experiments.run table3 --profile "$PROFILE" --seeds 3 --jobs-per-gpu "$jobs_per_gpu" \
-    --results /tmp/t3-results --work /tmp/t3-work > "$OUT/table3-pace.txt" 2>&1
+    --results "$scratch/t3-results" --work "$scratch/t3-work" > "$OUT/table3-pace.txt" 2>&1
 echo "exit $? (124: stopped at ${PACE_S} s on purpose)" >> "$OUT/table3-pace.txt"
-timeout 120 python3 -m experiments.run table3 --profile "$PROFILE" --seeds 3 --results /tmp/t3-results \
-    --work /tmp/t3-work --dry-run --estimate > "$OUT/table3-plan.txt" 2>&1
+timeout 120 python3 -m experiments.run table3 --profile "$PROFILE" --seeds 3 --results "$scratch/t3-results" \
+    --work "$scratch/t3-work" --dry-run --estimate > "$OUT/table3-plan.txt" 2>&1
 echo "== $(date -u +%T) done"
