@@ -138,3 +138,23 @@ def test_step_gflop_counts_the_models_matmuls_and_convolutions():
         step.model(step.batch["image"])
     assert 2.0 < gflop / (counter.get_total_flops() / 1e9) < 4.0
     assert matmul_gflop_per_s(torch.float32, size=128, repeats=2) > 0
+
+
+def test_flop_counts_include_attention_on_cpu():
+    """torch's counter skips the CPU attention kernel (0 FLOPs), so Table 1's GFLOPs left Trans3DHead's attention
+    out; counted now: an attention block's forward is its four projections plus the two attention matmuls."""
+    from trans3dhead.engine.efficiency import count_flops
+    from trans3dhead.models.transformer import Attention
+
+    class SelfAttention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = Attention(d_model=32, nheads=1, dropout=0.0)
+
+        def forward(self, x):
+            return self.attention(x, x, x)
+
+    batch, n, d = 2, 413, 32
+    projections = 4 * 2 * batch * n * d * d
+    attention_matmuls = 2 * 2 * batch * n * n * d
+    assert count_flops(SelfAttention().eval(), torch.randn(batch, n, d)) == projections + attention_matmuls

@@ -109,9 +109,9 @@ class ResidentStep:
 def step_gflop(step: ResidentStep) -> float:
     """GFLOP of one forward+backward+step as torch's FlopCounterMode counts it (matmuls, convolutions,
     attention; elementwise ops count zero, so the achieved rate is a lower bound on the work done)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from trans3dhead.engine.efficiency import flop_counter_mode
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     with counter:
         step()
     return counter.get_total_flops() / 1e9

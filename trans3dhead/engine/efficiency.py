@@ -3,10 +3,26 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from trans3dhead.config import ModelConfig, RunConfig
 from trans3dhead.engine.runtime import select_device
+
+# torch's FlopCounterMode counts the CUDA attention kernels but not the CPU one, so on CPU a model's attention
+# read 0 FLOPs: Table 1's GFLOPs left Trans3DHead's attention out beside DAD-3DNet, which has none. The CPU kernel
+# takes the same arguments as the CUDA flash kernel, forward and backward, so it gets the same formulas.
+_CPU_ATTENTION = {"_scaled_dot_product_flash_attention_for_cpu": flop_counter.sdpa_flop,
+                  "_scaled_dot_product_flash_attention_for_cpu_backward": flop_counter.sdpa_backward_flop}
+for _name, _formula in _CPU_ATTENTION.items():
+    _op = getattr(torch.ops.aten, _name, None)
+    if _op is not None and _op not in flop_counter.flop_registry and _op.default not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(_op, get_raw=True)(_formula)    # already shape-converted
+
+
+def flop_counter_mode() -> FlopCounterMode:
+    """torch's FlopCounterMode, with the CPU attention kernel counted (this module registers it on import)."""
+    return FlopCounterMode(display=False)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -16,7 +32,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_flops(model: nn.Module, images: torch.Tensor) -> int:
     """Forward FLOPs (multiply-add = 2) counted by torch's FlopCounterMode."""
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     # Grad mode on: the counter's module tracker hooks gradients and fails under no_grad.
     with torch.enable_grad(), counter:
         model(images)
