@@ -100,6 +100,18 @@ def test_commit_commits_finished_runs_only_with_their_reports(repo: Path, tmp_pa
     assert calls == ["-m experiments.run report --profile p", "-m experiments.report.readme"]
 
 
+def test_commit_regenerates_every_profiles_reports(repo: Path, tmp_path: Path) -> None:
+    """A profile's claims page shows another's verdicts beside its own: committing `q`'s runs must regenerate `p`'s
+    reports too, or the committed `p` reports no longer match the committed results."""
+    _write_run(repo, "q", "run1", "done")
+    out, calls = _script(repo, tmp_path, "commit.sh", "q", "--if-new")
+    assert "committed 1 run(s) of results/q" in out
+    assert calls == ["-m experiments.run report --profile p", "-m experiments.run report --profile q",
+                     "-m experiments.report.readme"]
+    assert _git(repo, "ls-files", "reports").split() == ["reports/p/README.md", "reports/q/README.md"]
+    assert _git(repo, "status", "--porcelain", "--", "reports") == ""
+
+
 def test_run_sh_with_commit_commits_after_each_training_step(repo: Path, tmp_path: Path) -> None:
     _write_run(repo, "p", "run1", "done")     # as if the first step had finished it
     out, calls = _script(repo, tmp_path, "run.sh", "p", "1", COMMIT="1")

@@ -4,7 +4,9 @@
 # regenerated from a clean clone of that commit (the working tree's runs in progress would show in them,
 # and `report --check` in the tests compares committed reports with committed results only); the reports
 # are regenerated also when no run is new (after a code or registry change), unless --if-new is given. Runs still
-# training are left alone.
+# training are left alone. Every profile with committed results gets its reports regenerated, not PROFILE's alone:
+# a profile's claims page shows another's verdicts beside its own (`verdicts_beside`), so committing `cpu` runs
+# changes `converged`'s page too.
 set -eu
 profile=${1:?usage: scripts/campaign/commit.sh PROFILE [--if-new]}
 if_new=${2:-}
@@ -30,9 +32,13 @@ fi
 clone=$(mktemp -d)
 trap 'rm -rf "$clone"' EXIT
 git clone -q . "$clone"
-(cd "$clone" && python -m experiments.run report --profile "$profile" > /dev/null)
-rm -rf "reports/$profile" && mkdir -p reports && cp -r "$clone/reports/$profile" reports/
+profiles=$(cd "$clone" && for d in results/*/; do [ -d "$d" ] && basename "$d"; done)
+for p in $profiles; do
+    (cd "$clone" && python -m experiments.run report --profile "$p" > /dev/null)
+    rm -rf "reports/$p" && mkdir -p reports && cp -r "$clone/reports/$p" reports/
+    git add -- "reports/$p"
+done
 python -m experiments.report.readme > /dev/null
-git add -- "reports/$profile" README.md
-git commit -qm "reports/$profile regenerated from its committed results" -- "reports/$profile" README.md \
+git add -- README.md
+git commit -qm "reports regenerated from the committed results ($(echo $profiles | tr ' ' ,))" -- reports README.md \
     && echo "committed reports/$profile" || echo "reports/$profile unchanged"
