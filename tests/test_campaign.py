@@ -21,6 +21,7 @@ STAND_IN = f"""#!/bin/sh
 if [ "$1" = -c ]; then exec {sys.executable} "$@"; fi
 echo "$*" >> "$CALLS"
 if [ "$3" = report ]; then mkdir -p reports/"$5" && echo "report of $5" > reports/"$5"/README.md; fi
+if [ "$3" = report ] && [ -d data ]; then echo "drawn from data" > reports/"$5"/figure7.png; fi
 if [ "$3" = all ] && [ -n "${{FINISH_MID_STEP:-}}" ] && [ ! -d results/p/mid ]; then
     mkdir -p results/p/mid && echo '{{"status": "done"}}' > results/p/mid/meta.json && sleep 5
 fi
@@ -110,6 +111,14 @@ def test_commit_regenerates_every_profiles_reports(repo: Path, tmp_path: Path) -
                      "-m experiments.report.readme"]
     assert _git(repo, "ls-files", "reports").split() == ["reports/p/README.md", "reports/q/README.md"]
     assert _git(repo, "status", "--porcelain", "--", "reports") == ""
+
+
+def test_commit_regenerates_the_pictures_drawn_from_the_data(repo: Path, tmp_path: Path) -> None:
+    """Figure 7 and the gallery draw the generated dataset (gitignored): the clean clone that regenerates the
+    reports sees it, or the committed pages would link pictures that were never committed."""
+    (repo / "data").mkdir()
+    out, _ = _script(repo, tmp_path, "commit.sh", "p")
+    assert "reports/p/figure7.png" in _git(repo, "ls-files", "reports").split()
 
 
 def test_run_sh_with_commit_commits_after_each_training_step(repo: Path, tmp_path: Path) -> None:

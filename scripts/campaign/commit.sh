@@ -32,6 +32,9 @@ fi
 clone=$(mktemp -d)
 trap 'rm -rf "$clone"' EXIT
 git clone -q . "$clone"
+# Figure 7 and the gallery draw the dataset's images: without the generated data (gitignored) the clone's
+# reports would leave those pictures out while the pages link them
+[ -d data ] && ln -s "$(pwd)/data" "$clone/data"
 profiles=$(cd "$clone" && for d in results/*/; do [ -d "$d" ] && basename "$d"; done)
 for p in $profiles; do
     (cd "$clone" && python -m experiments.run report --profile "$p" > /dev/null)
