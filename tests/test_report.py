@@ -233,8 +233,9 @@ def test_the_readme_summary_quotes_the_cost_and_the_tally_of_the_pages():
              "| [table1](table1.md) | x | 2 done | 0 |\n| [table3](table3.md) | y | 1 done, 12 missing | 0 |\n\n"
              "Training of every finished run above, each counted once: 3 run(s), 1.00 h.\n")
     claims = "# claims\n\nOne row per claim; 4 claim(s) computed: 1 holds, 3 noise. A claim on ...\n"
-    assert readme.summary(claims, index) == ("Evidence so far: 3 run(s), 1.00 h; 1 of 2 reports have every run "
-                                             "finished. Claims: 4 claim(s) computed: 1 holds, "
+    assert readme.summary(claims, index) == ("Evidence so far: 3 run(s), 1.00 h; 1 of 2 reports have every run of "
+                                             "their seeds finished (their runs: 3 done, 12 missing; a run two reports "
+                                             "share counts in each). Claims: 4 claim(s) computed: 1 holds, "
                                              "3 noise (every claim of every table; the verdicts are explained on the "
                                              "claims page).")
     assert readme.summary("# claims", "# index").startswith("Evidence so far: no finished runs yet; 0 of 0 reports")
