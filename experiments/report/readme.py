@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from experiments.registry import DEFAULT_PROFILE
@@ -73,10 +74,9 @@ def summary(claims_page: str, index_page: str) -> str:
     cost = "no finished runs yet" if cost == "—" else cost
     reports = [row for table in _tables(index_page) if table[0][:1] == ["report"] for row in table[1:]]
     complete = [row[0] for row in reports if re.fullmatch(r"\d+ done", row[2])]
-    states = {}
+    states = Counter()
     for row in reports:
-        for count, state in re.findall(r"(\d+) (\w+)", row[2]):
-            states[state] = states.get(state, 0) + int(count)
+        states.update({state: int(count) for count, state in re.findall(r"(\d+) (\w+)", row[2])})
     runs = ", ".join(f"{n} {state}" for state, n in states.items()) or "none"
     return (f"Evidence so far: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
             f"finished (their runs: {runs}; a run two reports share counts in each). "

@@ -135,7 +135,7 @@ def decisiveness_lines(contexts: list) -> list[str]:
     'not enough evidence' is read here at a glance."""
     rows = []
     for ctx in contexts:
-        computed = [r for r in ctx.steps if r.answer is not None and not r.same_as]
+        computed = [r for r in ctx.steps if r.answer is not None]    # a claim on another table's runs has none
         if not computed:
             continue
         kinds = [stats.verdict_kind(r.verdict) for r in computed]
