@@ -74,8 +74,7 @@ def test_run_sh_interleaves_profiles_step_by_step(repo: Path, tmp_path: Path) ->
     _, calls = _script(repo, tmp_path, "run.sh", "a,b", "2")
     steps = [c.removeprefix("-m experiments.run ") for c in calls]
     expected = []
-    for args in ["table3 --seeds 1", "all --seeds 1 --only trans3dhead,dad3dnet",
-                 "table3 --seeds 2", "all --seeds 2 --only trans3dhead,dad3dnet",
+    for args in ["table3 --seeds 1", "table3 --seeds 2", "all --seeds 2 --only trans3dhead,dad3dnet",
                  "all --seeds 1", "all --seeds 2", "report"]:
         expected += [f"{args} --profile a", f"{args} --profile b"]
     assert steps == expected
