@@ -109,8 +109,10 @@ def cmd_status(registry, args) -> int:
             error = f"{store.NO_EFFICIENCY} (the next run of its table measures it, alone, in seconds)"
         counts[status.state.value] = counts.get(status.state.value, 0) + 1
         meta = store.read_meta(store.run_dir(args.results, args.profile, run.run_id)) or {}
+        # a running run's detail is the job holding it, not an error
+        label = {store.RunState.RUNNING: "held by", store.RunState.DONE: "note"}.get(status.state, "error")
         print(f"{run.run_id}  seed {run.seed}  {status.state.value:8s} {','.join(run.variants):28s} "
-              f"log: {_log_words(meta)}" + (f"\n    error: {error}" if error else ""))
+              f"log: {_log_words(meta)}" + (f"\n    {label}: {error}" if error else ""))
     print("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0
 
@@ -123,7 +125,8 @@ def _log_words(meta: dict) -> str:
         return "-"
     if Path(log).exists():
         return log
-    return f"{log} (not on this machine: it stays where the run was trained; meta.json keeps its error)"
+    kept = "; meta.json keeps its error" if meta.get("status") == "failed" else ""
+    return f"{log} (not on this machine: it stays where the run was trained{kept})"
 
 
 def _table_names(registry, target: str) -> list[str]:

@@ -108,7 +108,7 @@ def test_a_rerun_while_the_killed_submitters_job_lives_on_trains_nothing_twice(f
     assert runlock.holder(tmp / "work" / "smoke" / run_id)["pid"] == orphan.pid
     assert run.main(["status", "table3", "--profile", "smoke", "--results", str(tmp / "results"),
                      "--work", str(tmp / "work")]) == 0
-    assert f"live job: pid {orphan.pid}" in capsys.readouterr().out
+    assert f"held by: live job: pid {orphan.pid}" in capsys.readouterr().out     # not "error:": it is running
     code = run.main(_argv(tmp))                                  # the rerun
     err = capsys.readouterr().err
     assert code == 3 and f"running elsewhere: {run_id}" in err
