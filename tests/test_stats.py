@@ -222,3 +222,101 @@ def test_crossed_delta_recovers_anova_by_hand():
     assert one.images_only and one.se == pytest.approx(d[0].std(ddof=1) / np.sqrt(3)) and one.df == 2
     with pytest.raises(ValueError, match="non-finite"):
         crossed_delta(np.array([[1.0, np.nan]]))
+
+
+def test_the_seed_pool_is_the_row_by_seed_interaction_of_run_means():
+    means = np.array([[4.0, 4.2, 4.1], [3.9, 4.0, 4.2], [4.5, 4.4, 4.9], [4.1, 4.3, 4.2]])     # rows x seeds
+    rows, seeds = means.shape
+    grand = means.mean()
+    ss_interaction = (((means - grand) ** 2).sum() - seeds * ((means.mean(1) - grand) ** 2).sum()
+                      - rows * ((means.mean(0) - grand) ** 2).sum())
+    pool = stats.seed_pool(means)
+    assert pool.run_var == pytest.approx(ss_interaction / 6) and pool.df == 6
+    assert stats.seed_pool(means[:2]) is None and stats.seed_pool(means[:, :1]) is None     # 2 rows: the pair
+    assert stats.seed_pool(np.where(means == 4.0, np.nan, means)) is None
+    # On a pair's scale a 2-row "pool" is the pair's own seed mean square: n var_s(seed means of d).
+    d = np.random.default_rng(1).normal(0, 1, (3, 50)) + np.array([[0.0], [0.3], [-0.1]])
+    two_rows = np.stack([np.zeros(3), d.mean(axis=1)])
+    interaction = two_rows - two_rows.mean(1, keepdims=True) - two_rows.mean(0, keepdims=True) + two_rows.mean()
+    assert stats.SeedPool(float((interaction ** 2).sum() / 2), 2, 3).seed_mean_square(50) == \
+        pytest.approx(_mean_squares(d)[0])
+
+
+def test_a_pooled_step_takes_the_tables_seed_term_and_its_df():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.1, 1.0, (3, 400)) + rng.normal(0, 0.5, (1, 400)) + np.array([[0.0], [0.15], [-0.1]])
+    ms_s, ms_i, ms_r = _mean_squares(d)
+    pool = stats.SeedPool(run_var=1.5 * ms_s / (2 * 400), rows=13, seeds=3)     # the pair's spread is no outlier
+    ms_p = pool.seed_mean_square(400)
+    assert ms_p > ms_r                                                          # a positive pooled seed component
+    result = stats.crossed_delta(d, pool)
+    assert result.pooled and not result.own_seed_term and result.contrasts == 12
+    assert result.se ** 2 == pytest.approx((ms_p + ms_i - ms_r) / (3 * 400))
+    df = (ms_p + ms_i - ms_r) ** 2 / (ms_p ** 2 / 24 + ms_i ** 2 / 399 + ms_r ** 2 / (2 * 399))
+    assert result.df == pytest.approx(df)
+    # a pool on other seeds, or of two rows, is not this step's
+    assert not stats.crossed_delta(d, pool._replace(seeds=2)).pooled
+    assert not stats.crossed_delta(d, pool._replace(rows=2)).pooled
+    # the design's projections keep the pooled df: at 3 seeds they reproduce the step's own MDE
+    assert stats.design_mde(result.components, 3, 400, contrasts=12) == pytest.approx(result.mde())
+
+
+def test_a_pair_whose_seed_spread_exceeds_the_pool_keeps_its_own():
+    d = np.random.default_rng(4).normal(0, 1, (3, 400)) + np.array([[0.0], [0.4], [-0.4]])
+    ms_s = _mean_squares(d)[0]
+    pool = stats.SeedPool(run_var=ms_s / 40 / (2 * 400), rows=13, seeds=3)      # a pool 40 times quieter
+    result = stats.crossed_delta(d, pool)
+    assert result.own_seed_term and not result.pooled
+    assert result.se == pytest.approx(stats.crossed_delta(d).se) and result.df == pytest.approx(stats.crossed_delta(d).df)
+
+
+# Per-run variance components of the default profile's NME (2000 images, fixed crops; estimated 2026-12-05 from
+# its first two seeds): a run's variant x seed part s2_va, its variant x image part s2_vb, its residual s2_e.
+# A pair's difference carries twice each: s2_seed 0.001, s2_image 0.1, s2_res 1.8.
+RUN_COMPONENTS = (0.0005, 0.05, 0.9)
+
+
+def _table_coverage(run_components, rows=13, n_seeds=3, n_items=2000, sims=500, truth=0.05, noisy_row=1.0,
+                    pool=True, seed=0):
+    """Coverage and median width of a pair's interval on simulated tables y[v, s, i] = mu_v + a_s + va_vs + b_i +
+    vb_vi + sb_si + e_vsi (seed, image and seed x image effects shared by every row); row 0 is the pair's
+    ``before``, its va scaled by ``noisy_row`` (heterogeneity), row 1 its ``after``."""
+    rng = np.random.default_rng(seed)
+    s2_va, s2_vb, s2_e = run_components
+    covered, widths = 0, []
+    for _ in range(sims):
+        va = rng.normal(0, np.sqrt(s2_va), (rows, n_seeds, 1))
+        va[0] *= noisy_row
+        y = (va + rng.normal(0, np.sqrt(s2_vb), (rows, 1, n_items)) + rng.normal(0, np.sqrt(s2_e), (rows, n_seeds, n_items))
+             + rng.normal(0, 1, (1, n_seeds, 1)) + rng.normal(0, 1, (1, 1, n_items))
+             + rng.normal(0, 0.5, (1, n_seeds, n_items)))
+        y[1] += truth
+        result = stats.crossed_delta(y[1] - y[0], stats.seed_pool(y.mean(axis=2)) if pool else None)
+        lo, hi = result.interval()
+        covered += lo <= truth <= hi
+        widths.append(hi - lo)
+    return covered / sims, float(np.median(widths))
+
+
+@pytest.mark.parametrize("run_components,rows,n_seeds,n_items,width_ratio", [
+    (RUN_COMPONENTS, 13, 3, 2000, 0.8),            # Table 3 of the default profile
+    ((0.003, 0.05, 0.9), 13, 3, 2000, 0.8),        # a seed term six times larger: it dominates the variance
+    (RUN_COMPONENTS, 5, 2, 2000, 0.8),             # a table half-trained: two seeds, five rows
+    ((0.0, 0.05, 0.9), 13, 3, 2000, 1.1),          # no seed term: the pair's own drops it too
+    ((0.0025, 0.4, 0.95), 4, 3, 200, 1.1),         # the committed 200-image fixture's shape: images dominate
+])
+def test_the_pooled_interval_covers_the_truth(run_components, rows, n_seeds, n_items, width_ratio):
+    """At least 93% coverage; where the seed term carries the variance the pool's df make it much narrower
+    than the pair's own (t on 24 df instead of about 2), elsewhere about as wide."""
+    coverage, width = _table_coverage(run_components, rows, n_seeds, n_items)
+    assert coverage >= 0.93
+    _, own_width = _table_coverage(run_components, rows, n_seeds, n_items, pool=False)
+    assert width < width_ratio * own_width
+
+
+def test_the_pools_homogeneity_guard_limits_the_undercoverage_of_a_noisier_row():
+    """The pool assumes every row's variant x seed variance is the same. A row four times noisier than the rest
+    breaks that; the F guard sends the pairs it spots to their own seed term, which holds the coverage near 90%
+    (88% at a guard level of 0.05, 95% at 0.5 at twice the width when rows are alike; docs/statistics.md)."""
+    coverage, _ = _table_coverage(RUN_COMPONENTS, noisy_row=2.0)
+    assert 0.88 <= coverage < 0.94

@@ -6,7 +6,9 @@ A row's cell is the mean over seeds of each run's mean over its images, with a t
 is pooled over the table's rows (images fixed: every row is scored on the same images). An ablation step is a
 difference between two rows on the same images and seeds, so its interval comes from ``crossed_delta`` on the
 seeds x images matrix of per-image differences, where seed s is paired across the two variants and the images
-are a random draw from the benchmark. Everything is closed-form: a report regenerated from the same results is
+are a random draw from the benchmark; its seed term is pooled over the table's rows (``seed_pool``), the
+variant x seed interaction of a randomised block design, unless the pair's own spread exceeds the pool's.
+Everything is closed-form: a report regenerated from the same results is
 byte-for-byte identical.
 """
 from __future__ import annotations
@@ -164,8 +166,42 @@ class Components(NamedTuple):
     res: float
 
 
-def design_variance(c: Components, n_seeds: int, n_items: int) -> tuple[float, float]:
-    """Var(mean of d) and its Satterthwaite df for an S x n design with components ``c``.
+POOL_GUARD_ALPHA = 0.2      # a pair whose own seed spread exceeds the table's pool at this level keeps its own
+
+
+class SeedPool(NamedTuple):
+    """The variant x seed interaction of a table, pooled over its rows (docs/statistics.md, "The seed term pooled
+    over the table"): ``run_var`` is the interaction mean square of the rows x seeds table of run means, whose
+    expectation is s2_va + s2_e / n (a run mean's own seed noise: its variant x seed part and its residual over
+    the n images); it has (rows - 1)(seeds - 1) df."""
+    run_var: float
+    rows: int
+    seeds: int
+
+    @property
+    def df(self) -> int:
+        return (self.rows - 1) * (self.seeds - 1)
+
+    def seed_mean_square(self, n_items: int) -> float:
+        """The pool on the scale of a pair's MS_seed, n Var_s(seed mean of d): a difference carries two runs'
+        seed noise, E = n (2 s2_va) + 2 s2_e = n s2_seed + s2_res of the pair."""
+        return 2 * n_items * self.run_var
+
+
+def seed_pool(run_means) -> SeedPool | None:
+    """The pool from a rows x seeds array of run means (every row on the same seeds and images); None with fewer
+    than 3 rows (with 2 it is the pair's own seed term) or 2 seeds, or a non-finite mean."""
+    m = np.asarray(run_means, dtype=float)
+    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2 or not np.isfinite(m).all():
+        return None
+    interaction = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+    rows, seeds = m.shape
+    return SeedPool(float((interaction ** 2).sum() / ((rows - 1) * (seeds - 1))), rows, seeds)
+
+
+def design_variance(c: Components, n_seeds: int, n_items: int, contrasts: int = 1) -> tuple[float, float]:
+    """Var(mean of d) and its Satterthwaite df for an S x n design with components ``c``; the seed term's mean
+    square has ``contrasts`` (S - 1) df: 1 contrast for a pair's own, rows - 1 for a table's pool.
 
     Var = s2_seed/S + s2_image/n + s2_res/(S n) = (E[MS_seed] + E[MS_image] - E[MS_res]) / (S n). A zero
     component's mean square drops out with its df (E[MS_seed] = s2_res when s2_seed = 0, so the sum reduces
@@ -175,7 +211,7 @@ def design_variance(c: Components, n_seeds: int, n_items: int) -> tuple[float, f
         return math.nan, math.nan
     terms = []
     if c.seed > 0:                                   # NaN (unknown, one seed) is not > 0
-        terms.append((c.res + n_items * c.seed, n_seeds - 1))
+        terms.append((c.res + n_items * c.seed, contrasts * (n_seeds - 1)))
     if c.image > 0:
         terms.append((c.res + n_seeds * c.image, n_items - 1))
     df_res = (n_seeds - 1) * (n_items - 1)
@@ -209,6 +245,12 @@ class CrossedDelta(NamedTuple):
     n_items: int
     images_only: bool                       # one seed: the seed term cannot be estimated, images only
     components: Components = Components(math.nan, math.nan, math.nan)
+    contrasts: int = 1                      # the seed term's df per seed: 1 (the pair's own), rows - 1 (pooled)
+    own_seed_term: bool = False             # a pool was offered, but the pair's own seed spread exceeds it
+
+    @property
+    def pooled(self) -> bool:
+        return self.contrasts > 1
 
     @property
     def finite(self) -> bool:
@@ -249,13 +291,15 @@ class CrossedDelta(NamedTuple):
         return bool(np.isfinite(p) and p < alpha)
 
 
-def crossed_delta(d: np.ndarray) -> CrossedDelta:
+def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
     """Two-way ANOVA (seed x image, one value per cell) of the S x n matrix of per-image differences.
 
     Expected mean squares: E[MS_seed] = n s2_seed + s2_res, E[MS_image] = S s2_image + s2_res,
     E[MS_res] = s2_res; a component estimated negative is set to zero, and Var(mean) and its Satterthwaite
     df follow from the components (``design_variance``). With one seed, Var(mean) = var(d) / n on n - 1 df
-    (images only).
+    (images only). ``pool``, the table's variant x seed interaction on the same S seeds, replaces MS_seed (its
+    S - 1 df become (rows - 1)(S - 1)) unless the pair's own MS_seed exceeds it, one-sided F test at
+    POOL_GUARD_ALPHA: homogeneity is the pool's assumption, and a pair that visibly breaks it keeps its own.
     """
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n_seeds, n_items = d.shape
@@ -265,6 +309,7 @@ def crossed_delta(d: np.ndarray) -> CrossedDelta:
     mean = float(d.mean())
     if n_items < 2:
         return CrossedDelta(mean, math.nan, math.nan, n_seeds, n_items, n_seeds == 1)
+    contrasts, own = 1, False
     if n_seeds == 1:
         components = Components(math.nan, float(d[0].var(ddof=1)), 0.0)
     else:
@@ -273,32 +318,39 @@ def crossed_delta(d: np.ndarray) -> CrossedDelta:
         ms_i = n_seeds * float(((item_means - mean) ** 2).sum()) / (n_items - 1)
         ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / (
             (n_seeds - 1) * (n_items - 1))
+        if pool is not None and pool.seeds == n_seeds and pool.rows >= 3:
+            ms_pool = pool.seed_mean_square(n_items)
+            own = not (ms_pool > 0 and stats.f.sf(ms_s / ms_pool, n_seeds - 1, pool.df) >= POOL_GUARD_ALPHA)
+            if not own:
+                ms_s, contrasts = ms_pool, pool.rows - 1
         components = Components(max(ms_s - ms_r, 0.0) / n_items, max(ms_i - ms_r, 0.0) / n_seeds, ms_r)
-    var, df = design_variance(components, n_seeds, n_items)
-    return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components)
+    var, df = design_variance(components, n_seeds, n_items, contrasts)
+    return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components, contrasts, own)
 
 
-def design_mde(c: Components, n_seeds: int, n_items: int, power: float = POWER, alpha: float = ALPHA) -> float:
+def design_mde(c: Components, n_seeds: int, n_items: int, power: float = POWER, alpha: float = ALPHA,
+               contrasts: int = 1) -> float:
     """The minimal detectable effect an S x n design would have, with the variance components ``c``."""
-    var, df = design_variance(c, n_seeds, n_items)
+    var, df = design_variance(c, n_seeds, n_items, contrasts)
     return _mde(math.sqrt(var), df, power, alpha) if np.isfinite(var) else math.nan
 
 
 def seeds_to_detect(result: CrossedDelta, effect: float) -> int | None:
-    """The fewest seeds (2 or more, at this step's images) whose design detects |effect| with 80% power;
-    None when even MAX_SEEDS do not, or when the seed term is unknown (one seed) or there is no effect."""
+    """The fewest seeds (2 or more, at this step's images) whose design detects |effect| with 80% power (a pooled
+    seed term: every row of the pool on those seeds); None when even MAX_SEEDS do not, or when the seed term is
+    unknown (one seed) or there is no effect."""
     effect = abs(effect) if effect is not None else math.nan
     if not (effect > 0 and np.isfinite(result.components.seed)):
         return None
-    return next((s for s in range(2, MAX_SEEDS + 1) if design_mde(result.components, s, result.n_items) <= effect),
-                None)
+    return next((s for s in range(2, MAX_SEEDS + 1)
+                 if design_mde(result.components, s, result.n_items, contrasts=result.contrasts) <= effect), None)
 
 
 def images_to_detect(result: CrossedDelta, effect: float) -> int | None:
     """The fewest images (at this step's seeds) whose design detects |effect| with 80% power; None when even
     MAX_IMAGES do not (the seed term s2_seed/S is a floor no number of images goes below) or no effect."""
     effect = abs(effect) if effect is not None else math.nan
-    mde = lambda n: design_mde(result.components, result.n_seeds, n)       # noqa: E731
+    mde = lambda n: design_mde(result.components, result.n_seeds, n, contrasts=result.contrasts)  # noqa: E731
     if not (effect > 0 and np.isfinite(result.components.image)) or not mde(MAX_IMAGES) <= effect:
         return None
     lo, hi = 2, MAX_IMAGES             # the MDE falls as images are added: bisect for the first that detects

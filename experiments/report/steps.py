@@ -1,4 +1,5 @@
-"""Each ablation step of a table as a claim: the crossed seed x image interval of its change, the Holm-adjusted p
+"""Each ablation step of a table as a claim: the crossed seed x image interval of its change (its seed term pooled
+over the table's rows), the Holm-adjusted p
 in its table's family, its power (detectable effect, the seeds or images that would resolve the paper's change),
 TOST equivalence, the probability of improvement, and the verdict. docs/statistics.md has the statistics."""
 from __future__ import annotations
@@ -61,6 +62,24 @@ def step_matrix(before: RowRuns, after: RowRuns, metric: str) -> tuple[np.ndarra
     return d, b.loc[both].mean(), a.loc[both].mean()
 
 
+def table_pool(rows: list[RowRuns], metric: str, seeds: list[int]) -> stats.SeedPool | None:
+    """The table's variant x seed interaction on ``seeds`` (``stats.seed_pool``): every row with a finished run
+    on each of them, a row whose runs another row already brought counted once, each run averaged over the
+    images all of them scored. None with fewer than 3 such rows."""
+    frames, seen = [], set()
+    for rr in rows:
+        frame = rr.per_image(metric).replace([np.inf, -np.inf], np.nan)
+        runs = tuple(sorted(run.run_id for run in rr.done if run.seed in seeds))
+        if not set(seeds) <= set(frame.columns) or runs in seen:
+            continue
+        seen.add(runs)
+        frames.append(frame[seeds])
+    if len(frames) < 3:
+        return None
+    common = pd.concat(frames, axis=1).dropna().index
+    return stats.seed_pool([f.loc[common].mean().to_numpy() for f in frames]) if len(common) >= 2 else None
+
+
 def _caveat(before: RowRuns, after: RowRuns) -> str:
     flags = before.convergence() + after.convergence()
     return ("rests on unconverged runs" if any(f is False for f in flags)
@@ -68,7 +87,7 @@ def _caveat(before: RowRuns, after: RowRuns) -> str:
 
 
 def _compute(step: Step, metric: str, paper_change: float, before: RowRuns | None,
-             after: RowRuns | None) -> StepResult:
+             after: RowRuns | None, table_rows: list[RowRuns]) -> StepResult:
     result = StepResult(step, metric, paper_change, "")
     if before is None or after is None:
         result.verdict = "paper-only row: nothing to compare"
@@ -82,7 +101,8 @@ def _compute(step: Step, metric: str, paper_change: float, before: RowRuns | Non
         result.verdict = ("not computed: no seed finished for both rows" if d.shape[0] == 0
                           else "not computed: fewer than 2 images scored by every run")
         return result
-    result.answer = stats.crossed_delta(d)
+    seeds = [s for s in before.per_image(metric).columns if s in after.per_image(metric).columns]
+    result.answer = stats.crossed_delta(d, table_pool(table_rows, metric, seeds))
     result.p_improve = stats.probability_of_improvement(before_means, after_means, METRICS[metric].direction)
     return result
 
@@ -92,7 +112,7 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
     """Every ablation step of ``spec`` on every metric it names, with its verdict after Holm over the table's
     family. ``same_runs``: (from, to, metric) -> where a step on the same runs is reported first; such a step
     is pointed there, computed once, and left out of this table's family."""
-    results = []
+    results, table_rows = [], [rr for rr in by_label.values() if rr is not None]
     for step in spec.steps:
         before, after = by_label.get(step.from_label), by_label.get(step.to_label)
         for metric in step.metrics:
@@ -104,7 +124,7 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
                 results.append(StepResult(step, metric, paper_change,
                                           f"same runs as [{table}]({table}.md) {pair}: reported there", same_as=first))
                 continue
-            result = _compute(step, metric, paper_change, before, after)
+            result = _compute(step, metric, paper_change, before, after, table_rows)
             result.caveat = _caveat(before, after) if result.answer else ""
             results.append(result)
     family = [r for r in results if r.answer is not None]
@@ -126,6 +146,8 @@ def verdict_text(r: StepResult) -> str:
         notes.append(f"detectable: {fmt(r.mde, r.metric)}")
     if r.answer.images_only:
         notes.append("one seed: images only")
+    if r.answer.own_seed_term:
+        notes.append("own seed term: its seed spread exceeds the table's")
     if r.caveat:
         notes.append(r.caveat)
     return kind + (f" ({'; '.join(notes)})" if notes else "")
