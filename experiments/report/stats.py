@@ -7,7 +7,7 @@ is pooled over the table's rows (images fixed: every row is scored on the same i
 difference between two rows on the same images and seeds, so its interval comes from ``crossed_delta`` on the
 seeds x images matrix of per-image differences, where seed s is paired across the two variants and the images
 are a random draw from the benchmark; its seed term is pooled over the table's rows (``seed_pool``), the
-variant x seed interaction of a randomised block design, unless the pair's own spread exceeds the pool's.
+variant x seed interaction of a randomised block design (the pair's own spread where that is larger).
 Everything is closed-form: a report regenerated from the same results is
 byte-for-byte identical.
 """
@@ -166,7 +166,6 @@ class Components(NamedTuple):
     res: float
 
 
-POOL_GUARD_ALPHA = 0.2      # a pair whose own seed spread exceeds the table's pool at this level keeps its own
 
 
 class SeedPool(NamedTuple):
@@ -246,7 +245,7 @@ class CrossedDelta(NamedTuple):
     images_only: bool                       # one seed: the seed term cannot be estimated, images only
     components: Components = Components(math.nan, math.nan, math.nan)
     contrasts: int = 1                      # the seed term's df per seed: 1 (the pair's own), rows - 1 (pooled)
-    own_seed_term: bool = False             # a pool was offered, but the pair's own seed spread exceeds it
+    own_seed_term: bool = False             # pooled, but the pair's own seed spread was the larger: it is used
 
     @property
     def pooled(self) -> bool:
@@ -297,9 +296,9 @@ def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
     Expected mean squares: E[MS_seed] = n s2_seed + s2_res, E[MS_image] = S s2_image + s2_res,
     E[MS_res] = s2_res; a component estimated negative is set to zero, and Var(mean) and its Satterthwaite
     df follow from the components (``design_variance``). With one seed, Var(mean) = var(d) / n on n - 1 df
-    (images only). ``pool``, the table's variant x seed interaction on the same S seeds, replaces MS_seed (its
-    S - 1 df become (rows - 1)(S - 1)) unless the pair's own MS_seed exceeds it, one-sided F test at
-    POOL_GUARD_ALPHA: homogeneity is the pool's assumption, and a pair that visibly breaks it keeps its own.
+    (images only). ``pool``, the table's variant x seed interaction on the same S seeds, gives the seed term
+    its (rows - 1)(S - 1) df instead of S - 1; its mean square is the larger of the pool's and the pair's own:
+    the pool assumes the rows alike, and a pair whose own seed spread is larger is not made narrower by it.
     """
     d = np.atleast_2d(np.asarray(d, dtype=float))
     n_seeds, n_items = d.shape
@@ -319,10 +318,8 @@ def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
         ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / (
             (n_seeds - 1) * (n_items - 1))
         if pool is not None and pool.seeds == n_seeds and pool.rows >= 3:
-            ms_pool = pool.seed_mean_square(n_items)
-            own = not (ms_pool > 0 and stats.f.sf(ms_s / ms_pool, n_seeds - 1, pool.df) >= POOL_GUARD_ALPHA)
-            if not own:
-                ms_s, contrasts = ms_pool, pool.rows - 1
+            own, contrasts = ms_s > pool.seed_mean_square(n_items), pool.rows - 1
+            ms_s = max(ms_s, pool.seed_mean_square(n_items))
         components = Components(max(ms_s - ms_r, 0.0) / n_items, max(ms_i - ms_r, 0.0) / n_seeds, ms_r)
     var, df = design_variance(components, n_seeds, n_items, contrasts)
     return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components, contrasts, own)

@@ -147,7 +147,7 @@ def verdict_text(r: StepResult) -> str:
     if r.answer.images_only:
         notes.append("one seed: images only")
     if r.answer.own_seed_term:
-        notes.append("own seed term: its seed spread exceeds the table's")
+        notes.append("its own seed spread, above the table's")
     if r.caveat:
         notes.append(r.caveat)
     return kind + (f" ({'; '.join(notes)})" if notes else "")
