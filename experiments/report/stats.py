@@ -318,8 +318,8 @@ def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
         ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / (
             (n_seeds - 1) * (n_items - 1))
         if pool is not None and pool.seeds == n_seeds and pool.rows >= 3:
-            own, contrasts = ms_s > pool.seed_mean_square(n_items), pool.rows - 1
-            ms_s = max(ms_s, pool.seed_mean_square(n_items))
+            ms_pool, contrasts = pool.seed_mean_square(n_items), pool.rows - 1
+            own, ms_s = ms_s > ms_pool, max(ms_s, ms_pool)
         components = Components(max(ms_s - ms_r, 0.0) / n_items, max(ms_i - ms_r, 0.0) / n_seeds, ms_r)
     var, df = design_variance(components, n_seeds, n_items, contrasts)
     return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components, contrasts, own)

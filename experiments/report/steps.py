@@ -87,7 +87,7 @@ def _caveat(before: RowRuns, after: RowRuns) -> str:
 
 
 def _compute(step: Step, metric: str, paper_change: float, before: RowRuns | None,
-             after: RowRuns | None, table_rows: list[RowRuns]) -> StepResult:
+             after: RowRuns | None, pool_for) -> StepResult:
     result = StepResult(step, metric, paper_change, "")
     if before is None or after is None:
         result.verdict = "paper-only row: nothing to compare"
@@ -102,7 +102,7 @@ def _compute(step: Step, metric: str, paper_change: float, before: RowRuns | Non
                           else "not computed: fewer than 2 images scored by every run")
         return result
     seeds = [s for s in before.per_image(metric).columns if s in after.per_image(metric).columns]
-    result.answer = stats.crossed_delta(d, table_pool(table_rows, metric, seeds))
+    result.answer = stats.crossed_delta(d, pool_for(metric, tuple(seeds)))
     result.p_improve = stats.probability_of_improvement(before_means, after_means, METRICS[metric].direction)
     return result
 
@@ -112,7 +112,14 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
     """Every ablation step of ``spec`` on every metric it names, with its verdict after Holm over the table's
     family. ``same_runs``: (from, to, metric) -> where a step on the same runs is reported first; such a step
     is pointed there, computed once, and left out of this table's family."""
-    results, table_rows = [], [rr for rr in by_label.values() if rr is not None]
+    results, table_rows, pools = [], [rr for rr in by_label.values() if rr is not None], {}
+
+    def pool_for(metric: str, seeds: tuple) -> stats.SeedPool | None:
+        """The table's pool on those seeds, computed once: every step on them shares it."""
+        if (metric, seeds) not in pools:
+            pools[metric, seeds] = table_pool(table_rows, metric, list(seeds))
+        return pools[metric, seeds]
+
     for step in spec.steps:
         before, after = by_label.get(step.from_label), by_label.get(step.to_label)
         for metric in step.metrics:
@@ -124,7 +131,7 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
                 results.append(StepResult(step, metric, paper_change,
                                           f"same runs as [{table}]({table}.md) {pair}: reported there", same_as=first))
                 continue
-            result = _compute(step, metric, paper_change, before, after, table_rows)
+            result = _compute(step, metric, paper_change, before, after, pool_for)
             result.caveat = _caveat(before, after) if result.answer else ""
             results.append(result)
     family = [r for r in results if r.answer is not None]
