@@ -196,10 +196,17 @@ def check_options(args, argv: list[str]) -> None:
 
 
 def _seed_words(registry, args) -> str:
-    """'--seeds 1: seed 0', and the seeds the report shows when the store holds more."""
+    """'--seeds 1: seed 0' ('--seeds 3: seeds 0-2, +Euler+QA and Trans3DHead of table3 0-5' where rows ask
+    for more), and the seeds the report shows when the store holds more."""
     from experiments.report.gather import Inputs, table_seeds
 
     planned = f"--seeds {args.seeds}: seed{'s 0-' + str(args.seeds - 1) if args.seeds > 1 else ' 0'}"
+    more: dict[tuple[str, int], list[str]] = {}
+    for name in _table_names(registry, args.target):
+        for row in registry.table(name).rows:
+            if row.variant is not None and row.seed_count(args.seeds) > args.seeds:
+                more.setdefault((name, row.seed_count(args.seeds)), []).append(row.label)
+    planned += "".join(f", {' and '.join(labels)} of {name} 0-{count - 1}" for (name, count), labels in more.items())
     inputs = Inputs(registry, args.profile, tuple(args.overrides), Path(args.results),
                     store.collect(args.results, args.profile))
     shown = sorted({seed for name in _table_names(registry, args.target)

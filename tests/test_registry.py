@@ -72,6 +72,12 @@ CASES = [
      lambda d: _set(d["table3"]["sections"][0]["rows"][1], ["variant"], "basline"), [], "does not define"),
     ("unknown metric", "tables.yaml", lambda d: _set(d, ["table3", "metrics"], ["nme", "nmee"]), [], "unknown metric 'nmee'"),
     ("step label", "tables.yaml", lambda d: _set(d["table3"]["steps"][0], ["from"], "Baseline"), [], "not a row label"),
+    ("row seeds not a count", "tables.yaml", lambda d: _set(d["table3"]["sections"][0]["rows"][1], ["seeds"], "six"), [],
+     "row 'baseline' seeds 'six' must be a whole number >= 2"),
+    ("row seeds of one", "tables.yaml", lambda d: _set(d["table3"]["sections"][0]["rows"][1], ["seeds"], 1), [],
+     "row 'baseline' seeds 1 must be a whole number >= 2"),
+    ("row seeds on a paper-only row", "tables.yaml", lambda d: _set(d["table1"]["sections"][0]["rows"][0], ["seeds"], 5),
+     [], "row 'RingNet' has seeds but no variant"),
     ("profile changes a switch", "profiles.yaml", lambda d: _set(d, ["smoke", "model", "qamem"], "both"), [],
      "may not change the ablation switch 'model.qamem'"),
     ("profile changes a loss weight", "profiles.yaml", lambda d: _set(d, ["smoke", "loss"], {"euler": 0.0}), [],
@@ -130,9 +136,30 @@ def test_only_restricts_the_plan_to_the_named_rows(tmp_path, capsys):
     code = run.main(["table3", "--profile", "smoke", "--seeds", "2", "--only", "trans3dhead, dad3dnet", "--dry-run",
                      "--results", str(tmp_path / "r"), "--jobs", str(tmp_path / "j")])
     out = capsys.readouterr().out
-    assert code == 0 and "4 runs, 0 reused, 4 to run" in out
-    planned = {line.split()[5] for line in out.splitlines() if line.strip().startswith("[run ]")}
-    assert planned == {"trans3dhead", "dad3dnet"}
+    assert code == 0 and "8 runs, 0 reused, 8 to run" in out      # Trans3DHead's row asks for 6 seeds in Table 3
+    planned = {(line.split()[5], int(line.split()[4])) for line in out.splitlines() if line.strip().startswith("[run ]")}
+    assert planned == {("dad3dnet", 0), ("dad3dnet", 1), *(("trans3dhead", s) for s in range(6))}
+
+
+def test_a_row_that_asks_for_more_seeds_gets_them_only_in_a_seed_study():
+    """tables.yaml's row ``seeds``: the row's fewest seeds whenever its table is planned for several; a quick
+    look (one seed) stays one seed, and more seeds than the row asks for reach every row."""
+    targets = {row.variant: row.seeds for row in REGISTRY.table("table3").rows if row.seeds}
+    assert targets == {"euler_qa": 6, "trans3dhead": 6}     # the MARR claim's two rows (tables.yaml says why)
+
+    def seeds_of(table, seeds):
+        plan = REGISTRY.plan(table, "smoke", seeds)
+        return {v: sorted(r.seed for r in plan if v in r.variants) for v in ("euler_qa", "trans3dhead", "qa", "dad3dnet")}
+
+    assert seeds_of("table3", 1) == {v: [0] for v in ("euler_qa", "trans3dhead", "qa", "dad3dnet")}
+    assert seeds_of("table3", 3) == {"euler_qa": list(range(6)), "trans3dhead": list(range(6)), "qa": [0, 1, 2],
+                                     "dad3dnet": [0, 1, 2]}
+    assert seeds_of("table3", 8) == {v: list(range(8)) for v in ("euler_qa", "trans3dhead", "qa", "dad3dnet")}
+    table1 = {r.seed for r in REGISTRY.plan("table1", "smoke", 3) if "trans3dhead" in r.variants}
+    assert table1 == {0, 1, 2}                                # Table 1's row asks nothing more
+    test_evaluated = {r.seed for r in REGISTRY.plan("all", "smoke", 3)
+                      if "trans3dhead" in r.variants and ("dad3dheads", "test") in r.evaluations}
+    assert test_evaluated == {0, 1, 2}                        # the extra seeds are evaluated where asked: val only
 
 
 def test_dry_run_estimate_times_each_model_size_here(tmp_path, capsys):

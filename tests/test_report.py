@@ -418,3 +418,54 @@ def test_the_readme_headline_matches_the_committed_reports():
     from experiments.report import readme
     assert readme.current_block((ROOT / "README.md").read_text()) == readme.committed_block(ROOT), \
         "README.md's headline table is stale: python -m experiments.report.readme"
+
+
+def test_rows_that_ask_for_more_seeds_are_reported_on_them_and_leave_the_rest_whole(tmp_path):
+    """tables.yaml's row ``seeds``: +Euler and full train on 4 seeds in a 2-seed table. Their table shows
+    the rest on 2 seeds with nothing missing, the two rows on their 4 (one missing), the step between them on
+    the seeds both have; another table of the same variants, asking nothing more, keeps to 2 seeds."""
+    tables = yaml.safe_load(yaml.safe_dump(MINI_TABLES))
+    rows = {row["label"]: row for section in tables["mini"]["sections"] for row in section["rows"]}
+    rows["+Euler"]["seeds"] = rows["full"]["seeds"] = 4
+    tables["mini"]["efficiency"] = False
+    tables["other"] = {**tables["mini"], "title": "The same runs, no extra seeds",
+                       "sections": [{"name": "", "rows": [{"label": "base", "variant": "baseline", "paper": {"nme": 2.0}},
+                                                          {"label": "full", "variant": "trans3dhead", "paper": {"nme": 1.6}}]}],
+                       "steps": [{"from": "base", "to": "full", "metrics": ["nme"], "claim": ""}]}
+    untrained = [{"label": "full", "variant": "trans3dhead", "paper": {}},
+                 {"label": "averinit", "variant": "mean_face_averinit", "paper": {}}]
+    tables["untrained"] = {**tables["other"], "sections": [{"name": "", "rows": untrained}], "steps": []}
+    tables["alone"] = {**tables["other"], "sections": [{"name": "", "rows": untrained[:1]}], "steps": []}
+    root = tmp_path / "registry"
+    shutil.copytree(REGISTRY_DIR, root)
+    (root / "tables.yaml").write_text(yaml.safe_dump(tables, sort_keys=False))
+    registry = load_registry(root)
+    rng = np.random.default_rng(3)
+    results = tmp_path / "results"
+    seeds = {"baseline": 2, "qa": 2, "dad3dnet": 2, "euler_qa": 3, "trans3dhead": 4}
+    for variant, count in seeds.items():
+        for seed in range(count):
+            write_run(results, registry, variant, seed, curve=FLAT,
+                      per_sample={"nme": 2.0 + centred(rng, 0.3), "z5": 0.9 + centred(rng, 0.01)})
+    report.write_reports(registry, PROFILE, ["mini", "other", "untrained", "alone"], results, tmp_path / "reports")
+    folder = tmp_path / "reports" / PROFILE
+    md = (folder / "mini.md").read_text()
+    assert "seeds 0, 1 (+Euler, full: 0-3)" in md
+    table = table_rows(md)
+    for label in ("base", "+QA", "dad", "full"):
+        assert table[label][-1] == "done" and "seeds)" not in table[label][0]
+    assert "(3/4 seeds)" in table["+Euler"][0]
+    assert table["+Euler"][-1] == "seed 3: missing — run `python -m experiments.run mini --profile smoke --seeds 2`"
+    steps = step_rows(md)
+    assert steps[("+Euler → full", "NME ↓")][2] == f"3 × {N_IMAGES}"          # the seeds both rows have
+    assert steps[("base → +QA", "NME ↓")][2] == f"2 × {N_IMAGES}"
+    other = (folder / "other.md").read_text()
+    assert "; seeds 0, 1\n" in other and ": 0-3)" not in other and table_rows(other)["full"][-1] == "done"
+    assert step_rows(other)[("base → full", "NME ↓")][2] == f"2 × {N_IMAGES}"
+    # a table of full and a row not trained yet: the seeds full was trained on for mini's study, not its extras;
+    # a table of full alone: every seed it was evaluated on
+    assert table_rows((folder / "untrained.md").read_text())["averinit"][-1].startswith("seeds 0, 1: missing")
+    assert "; seeds 0, 1, 2, 3\n" in (folder / "alone.md").read_text()
+    index = (folder / "README.md").read_text()
+    assert "| 0, 1 (+Euler, full: 0-3) |" in index and "| [other](other.md) |" in index
+    assert "1 missing" in index.split("[mini](mini.md)")[1].splitlines()[0]

@@ -1,4 +1,5 @@
 """Statistics of the reports: seed intervals, paired deltas, verdicts, convergence."""
+import dataclasses
 import math
 
 import numpy as np
@@ -233,13 +234,37 @@ def test_the_seed_pool_is_the_row_by_seed_interaction_of_run_means():
     pool = stats.seed_pool(means)
     assert pool.run_var == pytest.approx(ss_interaction / 6) and pool.df == 6
     assert stats.seed_pool(means[:2]) is None and stats.seed_pool(means[:, :1]) is None     # 2 rows: the pair
-    assert stats.seed_pool(np.where(means == 4.0, np.nan, means)) is None
+    assert stats.seed_pool(np.where(means == 4.0, np.inf, means)) is None                   # a broken run mean
+    assert stats.seed_pool(np.where(means == 4.0, np.nan, means)).df == 10 - 4 - 3 + 1      # NaN: no run there
     # On a pair's scale a 2-row "pool" is the pair's own seed mean square: n var_s(seed means of d).
     d = np.random.default_rng(1).normal(0, 1, (3, 50)) + np.array([[0.0], [0.3], [-0.1]])
     two_rows = np.stack([np.zeros(3), d.mean(axis=1)])
     interaction = two_rows - two_rows.mean(1, keepdims=True) - two_rows.mean(0, keepdims=True) + two_rows.mean()
     assert stats.SeedPool(float((interaction ** 2).sum() / 2), 2, 3).seed_mean_square(50) == \
         pytest.approx(_mean_squares(d)[0])
+
+
+def test_the_pool_of_rows_on_different_seeds_is_the_additive_fits_residual():
+    """Two rows on 5 seeds, three on 3: the residual mean square of the least-squares fit row + seed over the
+    cells present (statsmodels' OLS of the long table, by hand), on cells - rows - seeds + 1 df."""
+    rng = np.random.default_rng(7)
+    means = rng.normal(4.0, 0.1, (5, 5)) + rng.normal(0, 0.3, (5, 1)) + rng.normal(0, 0.2, (1, 5))
+    means[2:, 3:] = np.nan
+    pool = stats.seed_pool(means)
+    row, seed = np.nonzero(np.isfinite(means))
+    x = np.column_stack([row == r for r in range(5)] + [seed == s for s in range(1, 5)]).astype(float)
+    y = means[row, seed]
+    residual = y - x @ np.linalg.solve(x.T @ x, x.T @ y)
+    assert pool.df == 19 - 5 - 5 + 1 == 10 and pool.rows == 5 and pool.seeds == 5
+    assert pool.run_var == pytest.approx((residual ** 2).sum() / 10)
+    complete = means[:, :3]                                             # every cell present: the interaction
+    assert stats.seed_pool(complete).df == 8
+    assert stats.seed_pool(np.where(np.arange(5)[None, :] < 3, means, np.nan)[:, :]).run_var == pytest.approx(
+        stats.seed_pool(complete).run_var)
+    # a row with one seed carries no interaction: left out; fewer than three rows with two: no pool
+    one_seed = np.vstack([complete, [[4.0, np.nan, np.nan]]])
+    assert stats.seed_pool(one_seed) == stats.seed_pool(complete)
+    assert stats.seed_pool(np.where(np.arange(5)[:, None] < 2, means, np.nan)) is None
 
 
 def test_a_pooled_step_takes_the_tables_seed_term_and_its_df():
@@ -250,15 +275,15 @@ def test_a_pooled_step_takes_the_tables_seed_term_and_its_df():
     ms_p = pool.seed_mean_square(400)
     assert ms_p > ms_r                                                          # a positive pooled seed component
     result = stats.crossed_delta(d, pool)
-    assert result.pooled and not result.own_seed_term and result.contrasts == 12
+    assert result.pooled and not result.own_seed_term and result.seed_df() == 24 and result.seed_df(5) == 26
     assert result.se ** 2 == pytest.approx((ms_p + ms_i - ms_r) / (3 * 400))
     df = (ms_p + ms_i - ms_r) ** 2 / (ms_p ** 2 / 24 + ms_i ** 2 / 399 + ms_r ** 2 / (2 * 399))
     assert result.df == pytest.approx(df)
     # a pool on other seeds, or of two rows, is not this step's
-    assert not stats.crossed_delta(d, pool._replace(seeds=2)).pooled
-    assert not stats.crossed_delta(d, pool._replace(rows=2)).pooled
+    assert not stats.crossed_delta(d, dataclasses.replace(pool, seeds=2, df=0)).pooled
+    assert not stats.crossed_delta(d, dataclasses.replace(pool, rows=2, df=0)).pooled
     # the design's projections keep the pooled df: at 3 seeds they reproduce the step's own MDE
-    assert stats.design_mde(result.components, 3, 400, contrasts=12) == pytest.approx(result.mde())
+    assert stats.design_mde(result.components, 3, 400, seed_df=24) == pytest.approx(result.mde())
 
 
 def test_a_pair_whose_seed_spread_exceeds_the_pool_takes_its_own_on_the_pools_df():
@@ -279,12 +304,14 @@ RUN_COMPONENTS = (0.0005, 0.05, 0.9)
 
 
 def _table_coverage(run_components, rows=13, n_seeds=3, n_items=2000, sims=500, truth=0.05, noisy_row=1.0,
-                    pool=True, seed=0):
+                    pool=True, seed=0, pair_seeds=None):
     """Coverage and median width of a pair's interval on simulated tables y[v, s, i] = mu_v + a_s + va_vs + b_i +
     vb_vi + sb_si + e_vsi (seed, image and seed x image effects shared by every row); row 0 is the pair's
-    ``before``, its va scaled by ``noisy_row`` (heterogeneity), row 1 its ``after``."""
+    ``before``, its va scaled by ``noisy_row`` (heterogeneity), row 1 its ``after``. ``pair_seeds``: the pair
+    alone trains that many seeds, the other rows ``n_seeds`` (a row's ``seeds`` in tables.yaml)."""
     rng = np.random.default_rng(seed)
     s2_va, s2_vb, s2_e = run_components
+    rest_seeds, n_seeds = n_seeds, max(n_seeds, pair_seeds or 0)
     covered, widths = 0, []
     for _ in range(sims):
         va = rng.normal(0, np.sqrt(s2_va), (rows, n_seeds, 1))
@@ -293,26 +320,31 @@ def _table_coverage(run_components, rows=13, n_seeds=3, n_items=2000, sims=500, 
              + rng.normal(0, 1, (1, n_seeds, 1)) + rng.normal(0, 1, (1, 1, n_items))
              + rng.normal(0, 0.5, (1, n_seeds, n_items)))
         y[1] += truth
-        result = stats.crossed_delta(y[1] - y[0], stats.seed_pool(y.mean(axis=2)) if pool else None)
+        means = y.mean(axis=2)
+        means[2:, rest_seeds:] = np.nan
+        result = stats.crossed_delta(y[1] - y[0], stats.seed_pool(means) if pool else None)
         lo, hi = result.interval()
         covered += lo <= truth <= hi
         widths.append(hi - lo)
     return covered / sims, float(np.median(widths))
 
 
-@pytest.mark.parametrize("run_components,rows,n_seeds,n_items,width_ratio", [
-    (RUN_COMPONENTS, 13, 3, 2000, 0.8),            # Table 3 of the default profile
-    ((0.003, 0.05, 0.9), 13, 3, 2000, 0.8),        # a seed term six times larger: it dominates the variance
-    (RUN_COMPONENTS, 13, 2, 2000, 0.8),            # a table half-trained: two seeds
-    ((0.0, 0.05, 0.9), 13, 3, 2000, 1.1),          # no seed term: the pair's own drops it too
-    ((0.0025, 0.4, 0.95), 4, 3, 200, 1.1),         # the committed 200-image fixture's shape: images dominate
+@pytest.mark.parametrize("run_components,rows,n_seeds,n_items,width_ratio,pair_seeds", [
+    (RUN_COMPONENTS, 13, 3, 2000, 0.8, None),            # Table 3 of the default profile
+    ((0.003, 0.05, 0.9), 13, 3, 2000, 0.8, None),        # a seed term six times larger: it dominates the variance
+    (RUN_COMPONENTS, 13, 2, 2000, 0.8, None),            # a table half-trained: two seeds
+    ((0.0, 0.05, 0.9), 13, 3, 2000, 1.1, None),          # no seed term: the pair's own drops it too
+    ((0.0025, 0.4, 0.95), 4, 3, 200, 1.1, None),         # the committed 200-image fixture's shape: images dominate
+    (RUN_COMPONENTS, 13, 3, 2000, 1.0, 6),               # the pair on 6 seeds, the rest on 3 (the MARR claim's rows)
+    ((0.003, 0.05, 0.9), 13, 3, 2000, 0.97, 6),          # ... with the larger seed term
 ])
-def test_the_pooled_interval_covers_the_truth(run_components, rows, n_seeds, n_items, width_ratio):
+def test_the_pooled_interval_covers_the_truth(run_components, rows, n_seeds, n_items, width_ratio, pair_seeds):
     """At least 93% coverage; where the seed term carries the variance the pool's df make it much narrower
-    than the pair's own (t on 24 df instead of about 2), elsewhere about as wide."""
-    coverage, width = _table_coverage(run_components, rows, n_seeds, n_items)
+    than the pair's own (t on 24 df instead of about 2), elsewhere about as wide. A pair with more seeds than
+    the rest of its table takes a pool of the additive fit over the cells present (27 df at 13 x 3 + 2 x 3)."""
+    coverage, width = _table_coverage(run_components, rows, n_seeds, n_items, pair_seeds=pair_seeds)
     assert coverage >= 0.93
-    _, own_width = _table_coverage(run_components, rows, n_seeds, n_items, pool=False)
+    _, own_width = _table_coverage(run_components, rows, n_seeds, n_items, pool=False, pair_seeds=pair_seeds)
     assert width < width_ratio * own_width
 
 

@@ -160,7 +160,8 @@ class Registry:
         return ResolvedRun(run_id_of(config), variant, profile, seed, config)
 
     def plan(self, target: str, profile: str, seeds: int = 1, overrides: tuple = ()) -> list[ResolvedRun]:
-        """The runs ``target`` (a table, a figure or 'all') needs, one per distinct config."""
+        """The runs ``target`` (a table, a figure or 'all') needs, one per distinct config: ``seeds`` seeds of
+        each row, more for a row whose ``seeds`` asks for more (``Row.seed_count``)."""
         names = list(self.tables) if target == "all" else [target]
         runs: dict[str, ResolvedRun] = {}
         for name in names:
@@ -168,7 +169,7 @@ class Registry:
             for row in spec.rows:
                 if row.variant is None:
                     continue
-                for seed in range(seeds):
+                for seed in range(row.seed_count(seeds)):
                     run = self.resolve(row.variant, profile, seed, overrides)
                     known = runs.get(run.run_id, run)
                     evaluations = tuple(dict.fromkeys(known.evaluations + ((spec.dataset, spec.split),)))

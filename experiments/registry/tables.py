@@ -9,7 +9,7 @@ from trans3dhead.config import did_you_mean
 from trans3dhead.metrics import METRICS
 
 TABLE_KEYS = {"title", "kind", "dataset", "split", "metrics", "efficiency", "sections", "steps", "figures", "note"}
-ROW_KEYS = {"label", "variant", "paper"}
+ROW_KEYS = {"label", "variant", "paper", "seeds"}
 STEP_KEYS = {"from", "to", "metrics", "claim"}
 EXTRA_METRICS = {"fps"}          # paper-only columns
 # The figures a table's report may draw (its `figures:` key), by kind: a table's figures summarise the
@@ -19,10 +19,18 @@ FIGURES = {"table": ("deltas", "curves"), "figure": ("marr_layers", "residual_hi
 
 @dataclass(frozen=True)
 class Row:
-    """A table row: its label, the variant that computes it (None: paper only) and the paper's numbers."""
+    """A table row: its label, the variant that computes it (None: paper only) and the paper's numbers.
+    ``seeds``: the fewest seeds this row trains whenever its table is planned for several (a claim whose
+    detectable effect needs more seeds than the rest of the table; None: the table's own count)."""
     label: str
     variant: str | None
     paper: dict
+    seeds: int | None = None
+
+    def seed_count(self, table_seeds: int) -> int:
+        """How many seeds this row trains when its table is planned for ``table_seeds`` (one seed is a
+        quick look: no row's target turns it into a seed study)."""
+        return table_seeds if table_seeds < 2 or self.seeds is None else max(table_seeds, self.seeds)
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,14 @@ def _parse_table(name: str, raw: dict, variants: dict) -> TableSpec:
                 if metric not in metrics and metric not in EXTRA_METRICS:
                     raise RegistryError(f"{where}: row '{row.get('label')}' has a paper value for '{metric}', "
                                         f"which is not among the table's metrics {list(metrics)}")
-            rows.append(Row(str(row["label"]), row.get("variant"), paper))
+            seeds = row.get("seeds")
+            if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2):
+                raise RegistryError(f"{where}: row '{row['label']}' seeds {seeds!r} must be a whole number >= 2 (the "
+                                    "fewest seeds the row trains when its table is planned for several), or left out")
+            if seeds is not None and row.get("variant") is None:
+                raise RegistryError(f"{where}: row '{row['label']}' has seeds but no variant: a paper-only row trains "
+                                    "nothing; remove its seeds")
+            rows.append(Row(str(row["label"]), row.get("variant"), paper, seeds))
         sections.append(Section(str(section.get("name", "")), tuple(rows)))
     labels = [r.label for s in sections for r in s.rows]
     for label in sorted({label for label in labels if labels.count(label) > 1}):

@@ -165,9 +165,10 @@ def _measured_efficiency(frame: pd.DataFrame, run_id: str) -> dict:
 
 
 def gather_row(inputs: Inputs, row: Row, spec: TableSpec, seeds: list[int]) -> RowRuns:
-    """Every seed's run of one row: its status, error, provenance and this table's evaluation."""
+    """Every seed's run of one row on a table of ``seeds`` (and the row's own further seeds, ``row_seeds``):
+    its status, error, provenance and this table's evaluation."""
     result = RowRuns(row, spec, inputs.profile)
-    for seed in seeds:
+    for seed in row_seeds(row, seeds):
         run_id = inputs.run_id(row.variant, seed)
         path = inputs.run_dir(run_id)
         meta = store.read_meta(path) or {}
@@ -179,10 +180,47 @@ def gather_row(inputs: Inputs, row: Row, spec: TableSpec, seeds: list[int]) -> R
 
 
 def table_seeds(inputs: Inputs, spec: TableSpec) -> list[int]:
-    """The seeds any of this table's runs exist for (whatever their status); [0] when none exist yet."""
+    """The table's own seeds (whatever their runs' status); [0] when none exist yet. A row counts the seeds it
+    has runs for, except a row of a variant that some row of the registry trains on extra seeds (``Row.seeds``):
+    it counts only the seeds that the table asking for more has on its other rows, since its further seeds were
+    trained for that table's claim, not asked of this one. A table whose every row is such a variant (a figure
+    of Trans3DHead alone) counts the seeds it was evaluated on. ``row_seeds`` adds a row's own extra seeds."""
     frame = inputs.frame
-    stored = set(frame["run_id"].dropna())
+    runs = set(frame["run_id"].dropna())
+    tables = inputs.registry.tables.values()
+    extra = {row.variant for table in tables for row in table.rows if row.seeds}
     candidates = sorted({int(s) for s in frame["seed"].dropna()} | {0})
-    seeds = [seed for seed in candidates
-             if any(inputs.run_id(row.variant, seed) in stored for row in spec.rows if row.variant is not None)]
-    return seeds or [0]
+
+    def seeds_of(variants: set, among: list[int], found: set) -> set[int]:
+        return {seed for seed in among if any(inputs.run_id(variant, seed) in found for variant in variants)}
+
+    def others(table: TableSpec) -> set:
+        return {row.variant for row in table.rows if row.variant is not None and row.variant not in extra}
+
+    variants = {row.variant for row in spec.rows if row.variant is not None}
+    seeds = seeds_of(others(spec), candidates, runs)
+    for variant in variants & extra:
+        asked = set().union(*(seeds_of(others(table), candidates, runs) for table in tables
+                              if any(row.variant == variant and row.seeds for row in table.rows)))
+        seeds |= seeds_of({variant}, sorted(asked), runs)
+    if not others(spec):
+        evaluated = set(frame.loc[(frame["dataset"] == spec.dataset) & (frame["split"] == spec.split), "run_id"])
+        seeds |= seeds_of(variants, candidates, evaluated)
+    return sorted(seeds) or [0]
+
+
+def row_seeds(row: Row, seeds: list[int]) -> list[int]:
+    """The seeds a row of a table on ``seeds`` is expected to have: the table's, and, where the table has
+    several, the row's own further ones (``Row.seed_count``, as the plan trains them)."""
+    return sorted(set(seeds) | set(range(row.seed_count(max(seeds) + 1)))) if len(seeds) > 1 else seeds
+
+
+def seeds_text(spec: TableSpec, seeds: list[int]) -> str:
+    """'0, 1, 2' or '0, 1, 2 (+Euler+QA, Trans3DHead: 0-5)': the table's seeds and the rows that have more."""
+    more: dict[str, list[str]] = {}
+    for row in spec.rows:
+        own = row_seeds(row, seeds) if row.variant is not None else seeds
+        if own != seeds:
+            more.setdefault(f"{own[0]}-{own[-1]}" if own == list(range(own[0], own[-1] + 1)) else
+                            ", ".join(map(str, own)), []).append(row.label)
+    return ", ".join(map(str, seeds)) + "".join(f" ({', '.join(labels)}: {span})" for span, labels in more.items())

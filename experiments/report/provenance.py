@@ -10,7 +10,7 @@ from experiments.overrides import describe
 from experiments.registry import TableSpec
 from experiments.report import stats
 from experiments.report.cells import fmt
-from experiments.report.gather import RowRuns
+from experiments.report.gather import RowRuns, seeds_text
 from trans3dhead.metrics import METRICS
 
 DATASET_NAMES = {"dad3dheads": "DAD-3DHeads", "aflw2000": "AFLW2000-3D"}
@@ -80,7 +80,7 @@ def provenance(spec: TableSpec, profile: str, rows: list[RowRuns], seeds: list[i
         hardware += f"; host(s) {', '.join(values('host'))}"
     lines = [f"- Benchmark: {benchmark}",
              f"- Evaluation: `{spec.dataset}` format, `{spec.split}` split; profile `{profile}`; "
-             f"seeds {', '.join(map(str, seeds))}"
+             f"seeds {seeds_text(spec, seeds)}"
              + ("" if len(seeds) > 1 else " (one seed: seed-to-seed noise unknown, no interval over seeds)")]
     if overrides:
         lines.append(f"- Overrides: `{describe(overrides)}` on top of the profile (part of every run id)")

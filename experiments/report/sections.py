@@ -8,7 +8,7 @@ import pandas as pd
 from experiments.overrides import describe
 from experiments.report import stats
 from experiments.report.cells import convergence_text, fmt, metric_cell, metric_title, status_text
-from experiments.report.gather import Inputs, TableContext, gather_row, table_seeds
+from experiments.report.gather import Inputs, TableContext, gather_row, seeds_text, table_seeds
 from experiments.report.provenance import training_cost
 from experiments.report.steps import STEP_HEADER, StepResult, step_cells
 from trans3dhead.metrics import METRICS
@@ -92,7 +92,7 @@ STEPS_NOTE = (
     "its seed term is the variant × seed interaction pooled over the table's rows that finished those seeds "
     "((rows − 1)(S − 1) df), or the pair's own seed spread where that is larger ('its own seed spread'); "
     "with one seed it covers images only. Holm p: the two-sided p, Holm-adjusted over {family}. MDE: the "
-    "smallest true change this design detects with 80% power at α = 0.05; seeds needed (at these images) and "
+    "smallest true change this design detects with 80% power at α = 0.05; seeds needed (of the two rows, at these images) and "
     "images needed (at these seeds): the fewest whose MDE reaches the paper's change. P(better): the probability "
     "of improvement as rliable reports it, P(a run of `after` beats a run of `before`) over every pair of the "
     "two rows' seeds (ties count half), descriptive. Verdict: holds / reversed when the Holm p < 0.05; else "
@@ -216,7 +216,7 @@ def index_lines(inputs: Inputs, out_dir) -> list[str]:
         finished.update({r.run_id: r.meta for r in runs.values() if r.usable})
         counts = pd.Series([r.status if r.usable or r.status != "done" else "missing" for r in runs.values()])
         summary = ", ".join(f"{counts.eq(s).sum()} {s}" for s in STATUSES if counts.eq(s).any())
-        rows.append([f"[{name}]({name}.md)", spec.title, summary or "no runs", ", ".join(map(str, seeds))])
+        rows.append([f"[{name}]({name}.md)", spec.title, summary or "no runs", seeds_text(spec, seeds)])
     return [f"# Reports, profile `{profile}`", "", f"Benchmark: {note or '—'}.", "",
             f"Regenerate with `python -m experiments.run report --profile {profile}"
             + (f" {describe(inputs.overrides)}" if inputs.overrides else "") + "`; check that the committed "

@@ -14,6 +14,7 @@ byte-for-byte identical.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -168,18 +169,21 @@ class Components(NamedTuple):
 
 
 
-class SeedPool(NamedTuple):
+@dataclass(frozen=True)
+class SeedPool:
     """The variant x seed interaction of a table, pooled over its rows (docs/statistics.md, "The seed term pooled
-    over the table"): ``run_var`` is the interaction mean square of the rows x seeds table of run means, whose
-    expectation is s2_va + s2_e / n (a run mean's own seed noise: its variant x seed part and its residual over
-    the n images); it has (rows - 1)(seeds - 1) df."""
+    over the table"): ``run_var`` is the residual mean square of the additive fit (row + seed) to the rows x
+    seeds table of run means, whose expectation is s2_va + s2_e / n (a run mean's own seed noise: its variant x
+    seed part and its residual over the n images). ``seeds``: the step's seeds it was fitted on; ``df``: its
+    degrees of freedom, (rows - 1)(seeds - 1) when every row has every seed (the two-way interaction)."""
     run_var: float
     rows: int
     seeds: int
+    df: int = 0                             # 0: every row on every seed, (rows - 1)(seeds - 1)
 
-    @property
-    def df(self) -> int:
-        return (self.rows - 1) * (self.seeds - 1)
+    def __post_init__(self):
+        if not self.df:
+            object.__setattr__(self, "df", (self.rows - 1) * (self.seeds - 1))
 
     def seed_mean_square(self, n_items: int) -> float:
         """The pool on the scale of a pair's MS_seed, n Var_s(seed mean of d): a difference carries two runs'
@@ -188,19 +192,32 @@ class SeedPool(NamedTuple):
 
 
 def seed_pool(run_means) -> SeedPool | None:
-    """The pool from a rows x seeds array of run means (every row on the same seeds and images); None with fewer
-    than 3 rows (with 2 it is the pair's own seed term) or 2 seeds, or a non-finite mean."""
+    """The pool from a rows x seeds array of run means on the same images, NaN where a row has no run of that
+    seed (a row with more seeds than the rest, ``Row.seeds``): least squares of the additive model row + seed
+    on the cells present, the residual mean square on (cells - rank) df; with every cell present, the two-way
+    interaction mean square on (rows - 1)(seeds - 1). Rows with fewer than two seeds carry no interaction and
+    are left out. None with fewer than 3 rows (with 2 it is the pair's own seed term) or 2 seeds, or no df."""
     m = np.asarray(run_means, dtype=float)
-    if m.ndim != 2 or m.shape[0] < 3 or m.shape[1] < 2 or not np.isfinite(m).all():
+    if m.ndim != 2 or np.isinf(m).any():
         return None
-    interaction = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+    m = m[np.isfinite(m).sum(axis=1) >= 2]
     rows, seeds = m.shape
-    return SeedPool(float((interaction ** 2).sum() / ((rows - 1) * (seeds - 1))), rows, seeds)
+    if rows < 3 or seeds < 2:
+        return None
+    if np.isfinite(m).all():
+        interaction = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+        return SeedPool(float((interaction ** 2).sum() / ((rows - 1) * (seeds - 1))), rows, seeds)
+    row, seed = np.nonzero(np.isfinite(m))
+    design = np.hstack([np.eye(rows)[row], np.eye(seeds)[seed][:, 1:]])
+    y = m[row, seed]
+    fit, *_ = np.linalg.lstsq(design, y, rcond=None)
+    df = len(y) - int(np.linalg.matrix_rank(design))
+    return SeedPool(float(((y - design @ fit) ** 2).sum() / df), rows, seeds, df) if df > 0 else None
 
 
-def design_variance(c: Components, n_seeds: int, n_items: int, contrasts: int = 1) -> tuple[float, float]:
+def design_variance(c: Components, n_seeds: int, n_items: int, seed_df: float | None = None) -> tuple[float, float]:
     """Var(mean of d) and its Satterthwaite df for an S x n design with components ``c``; the seed term's mean
-    square has ``contrasts`` (S - 1) df: 1 contrast for a pair's own, rows - 1 for a table's pool.
+    square has ``seed_df`` df: S - 1 for a pair's own (the default), the pool's for a table's.
 
     Var = s2_seed/S + s2_image/n + s2_res/(S n) = (E[MS_seed] + E[MS_image] - E[MS_res]) / (S n). A zero
     component's mean square drops out with its df (E[MS_seed] = s2_res when s2_seed = 0, so the sum reduces
@@ -210,7 +227,7 @@ def design_variance(c: Components, n_seeds: int, n_items: int, contrasts: int = 
         return math.nan, math.nan
     terms = []
     if c.seed > 0:                                   # NaN (unknown, one seed) is not > 0
-        terms.append((c.res + n_items * c.seed, contrasts * (n_seeds - 1)))
+        terms.append((c.res + n_items * c.seed, n_seeds - 1 if seed_df is None else seed_df))
     if c.image > 0:
         terms.append((c.res + n_seeds * c.image, n_items - 1))
     df_res = (n_seeds - 1) * (n_items - 1)
@@ -244,12 +261,18 @@ class CrossedDelta(NamedTuple):
     n_items: int
     images_only: bool                       # one seed: the seed term cannot be estimated, images only
     components: Components = Components(math.nan, math.nan, math.nan)
-    contrasts: int = 1                      # the seed term's df per seed: 1 (the pair's own), rows - 1 (pooled)
+    pool_df: int = 0                        # the table's pool's df where it gives the seed term its df, else 0
     own_seed_term: bool = False             # pooled, but the pair's own seed spread was the larger: it is used
 
     @property
     def pooled(self) -> bool:
-        return self.contrasts > 1
+        return self.pool_df > 0
+
+    def seed_df(self, n_seeds: int | None = None) -> float:
+        """The seed term's df, and what it would be with the step's two rows on ``n_seeds`` seeds and the rest
+        of the table as it is: each further seed of the pair adds one df, to its own or to the pool's."""
+        n_seeds = self.n_seeds if n_seeds is None else n_seeds
+        return (self.pool_df if self.pooled else self.n_seeds - 1) + n_seeds - self.n_seeds
 
     @property
     def finite(self) -> bool:
@@ -308,7 +331,7 @@ def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
     mean = float(d.mean())
     if n_items < 2:
         return CrossedDelta(mean, math.nan, math.nan, n_seeds, n_items, n_seeds == 1)
-    contrasts, own = 1, False
+    pool_df, own = 0, False
     if n_seeds == 1:
         components = Components(math.nan, float(d[0].var(ddof=1)), 0.0)
     else:
@@ -317,37 +340,38 @@ def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
         ms_i = n_seeds * float(((item_means - mean) ** 2).sum()) / (n_items - 1)
         ms_r = float(((d - seed_means[:, None] - item_means[None, :] + mean) ** 2).sum()) / (
             (n_seeds - 1) * (n_items - 1))
-        if pool is not None and pool.seeds == n_seeds and pool.rows >= 3:
-            ms_pool, contrasts = pool.seed_mean_square(n_items), pool.rows - 1
+        if pool is not None and pool.seeds == n_seeds and pool.rows >= 3 and pool.df > n_seeds - 1:
+            ms_pool, pool_df = pool.seed_mean_square(n_items), pool.df
             own, ms_s = ms_s > ms_pool, max(ms_s, ms_pool)
         components = Components(max(ms_s - ms_r, 0.0) / n_items, max(ms_i - ms_r, 0.0) / n_seeds, ms_r)
-    var, df = design_variance(components, n_seeds, n_items, contrasts)
-    return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components, contrasts, own)
+    var, df = design_variance(components, n_seeds, n_items, pool_df or None)
+    return CrossedDelta(mean, math.sqrt(var), float(df), n_seeds, n_items, n_seeds == 1, components, pool_df, own)
 
 
 def design_mde(c: Components, n_seeds: int, n_items: int, power: float = POWER, alpha: float = ALPHA,
-               contrasts: int = 1) -> float:
+               seed_df: float | None = None) -> float:
     """The minimal detectable effect an S x n design would have, with the variance components ``c``."""
-    var, df = design_variance(c, n_seeds, n_items, contrasts)
+    var, df = design_variance(c, n_seeds, n_items, seed_df)
     return _mde(math.sqrt(var), df, power, alpha) if np.isfinite(var) else math.nan
 
 
 def seeds_to_detect(result: CrossedDelta, effect: float) -> int | None:
-    """The fewest seeds (2 or more, at this step's images) whose design detects |effect| with 80% power (a pooled
-    seed term: every row of the pool on those seeds); None when even MAX_SEEDS do not, or when the seed term is
-    unknown (one seed) or there is no effect."""
+    """The fewest seeds (2 or more, at this step's images) of the step's two rows, the rest of the table as it is
+    (``CrossedDelta.seed_df``: what a row's ``seeds`` in tables.yaml trains), whose design detects |effect| with
+    80% power; None when even MAX_SEEDS do not, or when the seed term is unknown (one seed) or there is no effect."""
     effect = abs(effect) if effect is not None else math.nan
     if not (effect > 0 and np.isfinite(result.components.seed)):
         return None
     return next((s for s in range(2, MAX_SEEDS + 1)
-                 if design_mde(result.components, s, result.n_items, contrasts=result.contrasts) <= effect), None)
+                 if result.seed_df(s) >= 1
+                 and design_mde(result.components, s, result.n_items, seed_df=result.seed_df(s)) <= effect), None)
 
 
 def images_to_detect(result: CrossedDelta, effect: float) -> int | None:
     """The fewest images (at this step's seeds) whose design detects |effect| with 80% power; None when even
     MAX_IMAGES do not (the seed term s2_seed/S is a floor no number of images goes below) or no effect."""
     effect = abs(effect) if effect is not None else math.nan
-    mde = lambda n: design_mde(result.components, result.n_seeds, n, contrasts=result.contrasts)  # noqa: E731
+    mde = lambda n: design_mde(result.components, result.n_seeds, n, seed_df=result.seed_df())  # noqa: E731
     if not (effect > 0 and np.isfinite(result.components.image)) or not mde(MAX_IMAGES) <= effect:
         return None
     lo, hi = 2, MAX_IMAGES             # the MDE falls as images are added: bisect for the first that detects

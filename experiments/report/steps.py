@@ -4,6 +4,7 @@ in its table's family, its power (detectable effect, the seeds or images that wo
 TOST equivalence, the probability of improvement, and the verdict. docs/statistics.md has the statistics."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -64,20 +65,23 @@ def step_matrix(before: RowRuns, after: RowRuns, metric: str) -> tuple[np.ndarra
 
 def table_pool(rows: list[RowRuns], metric: str, seeds: list[int]) -> stats.SeedPool | None:
     """The table's variant x seed interaction on ``seeds`` (``stats.seed_pool``): every row with a finished run
-    on each of them, a row whose runs another row already brought counted once, each run averaged over the
-    images all of them scored. None with fewer than 3 such rows."""
+    on two or more of them (a row with fewer seeds than the step, the others' cells left empty), a row whose
+    runs another row already brought counted once, each run averaged over the images all of them scored. None
+    with fewer than 3 such rows."""
     frames, seen = [], set()
     for rr in rows:
         frame = rr.per_image(metric).replace([np.inf, -np.inf], np.nan)
-        runs = tuple(sorted(run.run_id for run in rr.done if run.seed in seeds))
-        if not set(seeds) <= set(frame.columns) or runs in seen:
+        present = [seed for seed in seeds if seed in frame.columns]
+        runs = tuple(sorted(run.run_id for run in rr.done if run.seed in present))
+        if len(present) < 2 or runs in seen:
             continue
         seen.add(runs)
-        frames.append(frame[seeds])
+        frames.append(frame[present])
     if len(frames) < 3:
         return None
-    common = pd.concat(frames, axis=1).dropna().index
-    return stats.seed_pool([f.loc[common].mean().to_numpy() for f in frames]) if len(common) >= 2 else None
+    common = functools.reduce(pd.Index.intersection, (f.dropna().index for f in frames))
+    return (stats.seed_pool([f.loc[common].mean().reindex(seeds).to_numpy() for f in frames])
+            if len(common) >= 2 else None)
 
 
 def _caveat(before: RowRuns, after: RowRuns) -> str:
