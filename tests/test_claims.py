@@ -66,7 +66,7 @@ def by_hand(before: str, after: str, metric: str) -> dict:
     means_after = per_image(VARIANTS[after], metric).mean()
     pairs = [(a, b) for a in means_after for b in means_before]
     better = [(a < b if metric != "z5" else a > b) + 0.5 * (a == b) for a, b in pairs]
-    return {"delta": grand, "half": student_t.ppf(0.975, df) * se, "p": 2 * student_t.sf(abs(grand) / se, df),
+    return {"delta": grand, "half": student_t.ppf(0.975, df) * se, "bound": abs(grand) + student_t.ppf(0.95, df) * se, "p": 2 * student_t.sf(abs(grand) / se, df),
             "mde": (student_t.ppf(0.975, df) + student_t.ppf(0.8, df)) * se, "positive": positive,
             "p_better": np.mean(better), "d": d, "seed_component": max(ms["seed"][0] - ms["res"][0], 0) / n,
             "pooled": pooled}
@@ -107,6 +107,7 @@ def test_four_claims_recomputed_by_hand_match_the_claims_page(claims):
     hand = {key: by_hand(*key[0].split(" → "), METRIC_KEYS[key[1]]) for key in computed}
     assert [hand[key]["positive"] for key in HAND_CLAIMS] == [["seed", "image"], ["seed", "image"], ["image"], []]
     assert [hand[key]["pooled"] for key in HAND_CLAIMS] == [True, False, True, True]
+    assert any(table3[key]["verdict"].startswith("not distinguishable") for key in HAND_CLAIMS)
     ranked = sorted(h["p"] for h in hand.values())   # Holm over the table's family of 7
     holm = {p: min(1.0, max((7 - j) * ranked[j] for j in range(k + 1))) for k, p in enumerate(ranked)}
     for key in HAND_CLAIMS:
@@ -123,6 +124,9 @@ def test_four_claims_recomputed_by_hand_match_the_claims_page(claims):
         significant = holm[h["p"]] < 0.05
         assert row["verdict"].startswith(("holds", "reversed") if significant else
                                          ("not distinguishable from noise", "smaller than the paper's change"))
+        if row["verdict"].startswith("not distinguishable from noise"):     # TOST's bound: the 90% interval's end
+            bound = float(row["verdict"].split("|change| < ")[1].split(",")[0])
+            assert bound == pytest.approx(h["bound"], abs=tol * 0.51)
 
 
 def test_the_crossed_intervals_are_narrower_than_the_old_model_where_pairing_cancels_the_seed_effect(claims):

@@ -244,6 +244,15 @@ def test_the_seed_pool_is_the_row_by_seed_interaction_of_run_means():
         pytest.approx(_mean_squares(d)[0])
 
 
+def test_the_equivalence_bound_is_the_smallest_margin_tost_accepts():
+    d = np.random.default_rng(11).normal(0.02, 1.0, (3, 300)) + np.array([[0.0], [0.05], [-0.03]])
+    result = stats.crossed_delta(d)
+    bound = result.equivalence_bound()
+    lo, hi = result.interval(0.90)
+    assert bound == pytest.approx(max(abs(lo), abs(hi))) and bound > abs(result.delta)
+    assert result.within(bound * 1.001) and not result.within(bound * 0.999)
+
+
 def test_the_pool_of_rows_on_different_seeds_is_the_additive_fits_residual():
     """Two rows on 5 seeds, three on 3: the residual mean square of the least-squares fit row + seed over the
     cells present (statsmodels' OLS of the long table, by hand), on cells - rows - seeds + 1 df."""

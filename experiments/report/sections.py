@@ -97,7 +97,8 @@ STEPS_NOTE = (
     "of improvement as rliable reports it, P(a run of `after` beats a run of `before`) over every pair of the "
     "two rows' seeds (ties count half), descriptive. Verdict: holds / reversed when the Holm p < 0.05; else "
     "'smaller than the paper's change' when the 90% interval lies within ± the paper's change (TOST, α = 0.05); "
-    "else not distinguishable from noise, beside the change it could have detected. A verdict resting on "
+    "else not distinguishable from noise, beside the change it could have detected and the smallest bound TOST "
+    "accepts (|change| < X: the 90% interval's far end). A verdict resting on "
     "unconverged runs ranks learning speed, not capacity.")
 STEP_COLUMNS = ["change (paper)", *STEP_HEADER, "verdict"]
 

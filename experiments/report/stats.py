@@ -312,6 +312,12 @@ class CrossedDelta(NamedTuple):
         p = self.tost_p(margin)
         return bool(np.isfinite(p) and p < alpha)
 
+    def equivalence_bound(self, alpha: float = ALPHA) -> float:
+        """The smallest margin TOST at ``alpha`` accepts: the change is smaller than this in size (the larger
+        end, in size, of the 1 - 2 alpha interval). What a 'not distinguishable from noise' still rules out."""
+        lo, hi = self.interval(1 - 2 * alpha)
+        return float(max(abs(lo), abs(hi)))
+
 
 def crossed_delta(d: np.ndarray, pool: SeedPool | None = None) -> CrossedDelta:
     """Two-way ANOVA (seed x image, one value per cell) of the S x n matrix of per-image differences.

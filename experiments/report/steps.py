@@ -146,8 +146,9 @@ def step_results(spec: TableSpec, by_label: dict[str, RowRuns],
 
 
 def verdict_text(r: StepResult) -> str:
-    """The verdict and, in brackets, what qualifies it: TOST's bound, the detectable effect beside a 'not
-    distinguishable', images only (one seed), unconverged runs."""
+    """The verdict and, in brackets, what qualifies it: TOST's bound (the paper's change, or beside a 'not
+    distinguishable' the smallest bound TOST accepts), the detectable effect, images only (one seed),
+    unconverged runs."""
     within = bool(r.answer.within(r.margin)) if np.isfinite(r.margin) and r.margin > 0 else False
     kind = stats.verdict(r.answer.delta, r.holm_p, r.paper_change, within_margin=within)
     notes = []
@@ -155,6 +156,8 @@ def verdict_text(r: StepResult) -> str:
         notes.append(f"|change| < {fmt(r.margin, r.metric)}, TOST")
     if kind in (stats.NOISE, stats.EQUIVALENT):
         notes.append(f"detectable: {fmt(r.mde, r.metric)}")
+    if kind == stats.NOISE and np.isfinite(bound := r.answer.equivalence_bound()):
+        notes.append(f"|change| < {fmt(bound, r.metric)}, TOST")
     if r.answer.images_only:
         notes.append("one seed: images only")
     if r.answer.own_seed_term:
