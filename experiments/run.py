@@ -196,7 +196,7 @@ def check_options(args, argv: list[str]) -> None:
 
 
 def _seed_words(registry, args) -> str:
-    """'--seeds 1: seed 0' ('--seeds 3: seeds 0-2, +Euler+QA and Trans3DHead of table3 0-5' where rows ask
+    """'--seeds 1: seed 0' ('--seeds 3: seeds 0-2, +Euler+QA and Trans3DHead of table3 0-7' where rows ask
     for more), and the seeds the report shows when the store holds more."""
     from experiments.report.gather import Inputs, table_seeds
 

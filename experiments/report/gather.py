@@ -216,7 +216,7 @@ def row_seeds(row: Row, seeds: list[int]) -> list[int]:
 
 
 def seeds_text(spec: TableSpec, seeds: list[int]) -> str:
-    """'0, 1, 2' or '0, 1, 2 (+Euler+QA, Trans3DHead: 0-5)': the table's seeds and the rows that have more."""
+    """'0, 1, 2' or '0, 1, 2 (+Euler+QA, Trans3DHead: 0-7)': the table's seeds and the rows that have more."""
     more: dict[str, list[str]] = {}
     for row in spec.rows:
         own = row_seeds(row, seeds) if row.variant is not None else seeds
