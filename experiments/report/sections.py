@@ -89,17 +89,17 @@ STEPS_NOTE = (
     "(the same data order), images by item id; 'seeds × images' is what it averages. Its 95% interval comes from "
     "the crossed seed × image model (docs/statistics.md): a two-way ANOVA of the seeds × images matrix of "
     "per-image differences, Var = σ²_seed/S + σ²_image/n + σ²_res/(S·n), Student's t with Satterthwaite's df; "
-    "its seed term is the variant × seed interaction pooled over the table's rows that finished those seeds "
-    "((rows − 1)(S − 1) df), or the pair's own seed spread where that is larger ('its own seed spread'); "
-    "with one seed it covers images only. Holm p: the two-sided p, Holm-adjusted over {family}. MDE: the "
-    "smallest true change this design detects with 80% power at α = 0.05; seeds needed (of the two rows, at these images) and "
-    "images needed (at these seeds): the fewest whose MDE reaches the paper's change. P(better): the probability "
-    "of improvement as rliable reports it, P(a run of `after` beats a run of `before`) over every pair of the "
-    "two rows' seeds (ties count half), descriptive. Verdict: holds / reversed when the Holm p < 0.05; else "
-    "'smaller than the paper's change' when the 90% interval lies within ± the paper's change (TOST, α = 0.05); "
-    "else not distinguishable from noise, beside the change it could have detected and the smallest bound TOST "
-    "accepts (|change| < X: the 90% interval's far end). A verdict resting on "
-    "unconverged runs ranks learning speed, not capacity.")
+    "its seed term is the variant × seed interaction pooled over the table's rows on those seeds (the additive "
+    "fit row + seed to their run means: (rows − 1)(S − 1) df when every row has every seed), or the pair's own "
+    "seed spread where that is larger ('its own seed spread'); with one seed it covers images only. Holm p: the "
+    "two-sided p, Holm-adjusted over {family}. MDE: the smallest true change this design detects with 80% power "
+    "at α = 0.05; seeds needed (of the step's two rows, at these images) and images needed (at these seeds): the "
+    "fewest whose MDE reaches the paper's change. P(better): the probability of improvement as rliable reports "
+    "it, P(a run of `after` beats a run of `before`) over every pair of the two rows' seeds (ties count half), "
+    "descriptive. Verdict: holds / reversed when the Holm p < 0.05; else 'smaller than the paper's change' when "
+    "the 90% interval lies within ± the paper's change (TOST, α = 0.05); else not distinguishable from noise, "
+    "beside the change it could have detected and the smallest bound TOST accepts (|change| < X: the 90% "
+    "interval's far end). A verdict resting on unconverged runs ranks learning speed, not capacity.")
 STEP_COLUMNS = ["change (paper)", *STEP_HEADER, "verdict"]
 
 
