@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.report import stats
+from experiments.report import convergence, stats
 
 
 def test_seed_summary_is_a_t_interval_with_the_pooled_seed_noise():
@@ -133,12 +133,12 @@ def _curve(values, steps=None):
 
 
 def test_converged():
-    assert stats.converged(_curve([9, 5, 3, 2.02, 2.01, 2.0])) is True
-    assert stats.converged(_curve([9, 5, 3, 2.5, 2.2, 2.0])) is False
-    assert stats.converged(_curve([9, 5])) is None                          # too short to tell
-    assert stats.converged(None) is None
-    assert stats.converged(_curve([9, 5, 2.02, float("nan"), 2.01, 2.0])) is True   # epochs without validation skipped
-    assert stats.converged(_curve([9, 5, 3, 2.0, 2.0, float("inf")])) is False
+    assert convergence.converged(_curve([9, 5, 3, 2.02, 2.01, 2.0])) is True
+    assert convergence.converged(_curve([9, 5, 3, 2.5, 2.2, 2.0])) is False
+    assert convergence.converged(_curve([9, 5])) is None                          # too short to tell
+    assert convergence.converged(None) is None
+    assert convergence.converged(_curve([9, 5, 2.02, float("nan"), 2.01, 2.0])) is True   # epochs without validation skipped
+    assert convergence.converged(_curve([9, 5, 3, 2.0, 2.0, float("inf")])) is False
 
 
 def test_converged_reads_the_window_in_steps_from_a_line_through_its_points():
@@ -146,20 +146,20 @@ def test_converged_reads_the_window_in_steps_from_a_line_through_its_points():
     # window's points (900, 1000). Pairwise slopes -0.001, -0.0004, +0.0008 -> median -0.0004; intercept
     # median(y) - slope * median(x) = 2.08 + 0.36 = 2.44; the line is at 2.12 at step 800 and 2.04 at 1000.
     curve = _curve([5.0, 2.2, 2.0, 2.08], steps=[100, 700, 900, 1000])
-    assert stats.window_change(curve) == pytest.approx((2.04 - 2.12) / 2.12)   # what the convergence bench prints
-    assert stats.converged(curve, tol=0.05) is True
-    assert stats.converged(curve, tol=0.02) is False
-    assert stats.converged(_curve([5.0, 4.0, 3.0], steps=[900, 950, 1000])) is None   # window before first point
+    assert convergence.window_change(curve) == pytest.approx((2.04 - 2.12) / 2.12)   # what the convergence bench prints
+    assert convergence.converged(curve, tol=0.05) is True
+    assert convergence.converged(curve, tol=0.02) is False
+    assert convergence.converged(_curve([5.0, 4.0, 3.0], steps=[900, 950, 1000])) is None   # window before first point
 
 
 def test_a_noisy_last_epoch_does_not_decide_convergence_a_steady_fall_does():
     flat_but_noisy = [9, 5, 3, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.9]
     assert (1.9 - 2.05) / 2.05 < -0.05                      # its last epoch alone is 7% below the window's start
-    assert stats.converged(_curve(flat_but_noisy)) is True
+    assert convergence.converged(_curve(flat_but_noisy)) is True
     steady_fall = [9, 5, 3, 2.4, 2.35, 2.3, 2.25, 2.2, 2.15, 2.1, 2.05, 2.0]
     # a straight line: 2.12 where the window starts (epoch 9.6 of 12), 2.0 at the end
-    assert stats.window_change(_curve(steady_fall)) == pytest.approx((2.0 - 2.12) / 2.12)
-    assert stats.converged(_curve(steady_fall)) is False
+    assert convergence.window_change(_curve(steady_fall)) == pytest.approx((2.0 - 2.12) / 2.12)
+    assert convergence.converged(_curve(steady_fall)) is False
 
 
 # Variance components of NME differences between two converged variants (3 seeds x 200 validation images),

@@ -30,7 +30,7 @@ import yaml
 from experiments.dispatch import continuation
 from experiments.overrides import parse_sweep
 from experiments.registry import RegistryError, load_registry
-from experiments.report.stats import change_within, window_change
+from experiments.report.convergence import change_within, window_change
 from trans3dhead.config import RunConfig
 from trans3dhead.cli import summary
 

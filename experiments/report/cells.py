@@ -6,7 +6,7 @@ import numpy as np
 
 from experiments.overrides import describe
 from experiments.registry import DEFAULT_PROFILE
-from experiments.report import stats
+from experiments.report import convergence, stats
 from experiments.report.gather import RowRuns
 from trans3dhead.metrics import METRICS
 
@@ -73,7 +73,7 @@ def convergence_text(changes: list[float | None]) -> str:
         return "—"
     if any(c is None for c in changes):
         return "unknown"
-    n_no = sum(not stats.change_within(c) for c in changes)
+    n_no = sum(not convergence.change_within(c) for c in changes)
     text = "yes" if n_no == 0 else "no" if n_no == len(changes) else f"no, {n_no}/{len(changes)} seeds"
     mean = float(np.mean(changes))
     return f"{text} ({mean:+.1%})" if np.isfinite(mean) else text

@@ -11,7 +11,7 @@ import pandas as pd
 
 from experiments import store
 from experiments.registry import Registry, Row, TableSpec
-from experiments.report import stats
+from experiments.report import convergence, stats
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,10 @@ class RowRuns:
     def convergence_changes(self) -> list[float | None]:
         """Each finished seed's relative change of validation NME over the last 20% of training (read once:
         the results table, every ablation step and the figures ask for it; rows are built before use)."""
-        return [stats.window_change(store.curve(r.path)) for r in self.done]
+        return [convergence.window_change(store.curve(r.path)) for r in self.done]
 
     def convergence(self) -> list[bool | None]:
-        return [stats.change_within(change) for change in self.convergence_changes]
+        return [convergence.change_within(change) for change in self.convergence_changes]
 
     def efficiency(self, key: str) -> float:
         """The mean over finished seeds of one efficiency measure (NaN when none measured it)."""

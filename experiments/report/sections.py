@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from experiments.overrides import describe
-from experiments.report import stats
+from experiments.report import convergence, stats
 from experiments.report.cells import convergence_text, fmt, metric_cell, metric_title, status_text
 from experiments.report.gather import Inputs, TableContext, gather_row, seeds_text, table_seeds
 from experiments.report.provenance import training_cost
@@ -73,8 +73,8 @@ def results_tables(ctx: TableContext) -> list[str]:
                   f"`{spec.dataset}`/`{spec.split}` images; a cell is the mean over the row's seeds with a 95% "
                   "t-interval from the seed-to-seed SD pooled over the table's rows (the images held fixed: every "
                   "row is scored on the same ones).", ""]
-    notes += [f"converged: validation NME moved by less than {stats.CONVERGENCE_TOL:.0%} over the last "
-             f"{stats.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
+    notes += [f"converged: validation NME moved by less than {convergence.CONVERGENCE_TOL:.0%} over the last "
+             f"{convergence.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
              "validation points (robust to a noisy last epoch); in brackets its "
              "mean relative change over seeds (unknown: no validation curve stored)."]
     if spec.efficiency:
