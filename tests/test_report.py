@@ -420,6 +420,20 @@ def test_the_readme_headline_matches_the_committed_reports():
         "README.md's headline table is stale: python -m experiments.report.readme"
 
 
+def test_the_readme_says_the_evidence_is_being_regenerated_exactly_while_it_is():
+    """The README's hand-written paragraph on the campaign stands while a report of the default profile lacks a
+    run, and must give way to one on the finished evidence once none does."""
+    from experiments.report import readme
+    index = (ROOT / "reports" / readme.DEFAULT_PROFILE / "README.md").read_text()
+    regenerating = "**The evidence is being regenerated.**" in (ROOT / "README.md").read_text()
+    assert regenerating is not readme.evidence_complete(index), (
+        "README.md's paragraph above the headline table is out of step with reports/converged/README.md: "
+        + ("every run has finished, say what the evidence is" if regenerating else "runs are missing again"))
+    assert readme.evidence_complete("| report | t | runs | seeds |\n|---|---|---|---|\n| [a](a.md) | A | 3 done | 0 |")
+    assert not readme.evidence_complete("| report | t | runs | seeds |\n|---|---|---|---|\n| [a](a.md) | A | 3 done, "
+                                        "1 missing | 0 |")
+
+
 def test_rows_that_ask_for_more_seeds_are_reported_on_them_and_leave_the_rest_whole(tmp_path):
     """tables.yaml's row ``seeds``: +Euler and full train on 4 seeds in a 2-seed table. Their table shows
     the rest on 2 seeds with nothing missing, the two rows on their 4 (one missing), the step between them on

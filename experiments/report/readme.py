@@ -66,13 +66,24 @@ def headline(table_page: str, claims_page: str) -> str:
     return "\n\n".join(parts)
 
 
+def _index_rows(index_page: str) -> list[list[str]]:
+    """The reports folder index's rows: report, paper's table or figure, runs by status, seeds."""
+    return [row for table in _tables(index_page) if table[0][:1] == ["report"] for row in table[1:]]
+
+
+def evidence_complete(index_page: str) -> bool:
+    """Has every report of the index every run of its seeds finished?"""
+    reports = _index_rows(index_page)
+    return bool(reports) and all(re.fullmatch(r"\d+ done", row[2]) for row in reports)
+
+
 def summary(claims_page: str, index_page: str) -> str:
     """One sentence from the pages themselves: what the profile's evidence cost and how its claims came out."""
     tally = re.search(r"\d+ claim\(s\) computed[^.]*", claims_page)
     cost = next((line.removeprefix(f"{EVIDENCE_COST}: ").rstrip(".") for line in index_page.splitlines()
                  if line.startswith(EVIDENCE_COST)), "—")
     cost = "no finished runs yet" if cost == "—" else cost
-    reports = [row for table in _tables(index_page) if table[0][:1] == ["report"] for row in table[1:]]
+    reports = _index_rows(index_page)
     complete = [row[0] for row in reports if re.fullmatch(r"\d+ done", row[2])]
     states = Counter()
     for row in reports:
