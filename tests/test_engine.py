@@ -152,26 +152,3 @@ def test_a_run_writes_tensorboard_curves_that_tensorboards_reader_loads(tiny_cfg
     points = events.Scalars("val/nme")
     assert [p.step for p in points] == [row["step"] for row in curve]
     assert np.allclose([p.value for p in points], [row["val_nme"] for row in curve], rtol=1e-6)
-
-
-def test_weight_averaging_resumes_bit_exact_and_is_what_the_run_reports(tiny_cfg, tmp_path):
-    """train.ema_decay: the averaged weights are validated, kept in the checkpoint, resumed bit-exact and loaded
-    for evaluation; the curve keeps the trained weights' NME beside them; off by default (no run id changes)."""
-    cfg = _cfg(tiny_cfg, device="cpu", ema_decay=0.9)
-    assert RunConfig.from_dict(tiny_cfg).identity() == _cfg(tiny_cfg, ema_decay=0.0).identity() != cfg.identity()
-    full = train(cfg, tmp_path / "full", show_progress=False)
-    train(cfg, tmp_path / "resumed", stop_after_epochs=2, show_progress=False)
-    resumed = train(cfg, tmp_path / "resumed", show_progress=False)
-    a, b = load_checkpoint(full["checkpoint"]), load_checkpoint(resumed["checkpoint"])
-    assert a["ema_updates"] == b["ema_updates"] == 3 * 2                 # 16 images / batch 8 = 2 steps an epoch
-    for name in a["ema_model"]:
-        assert torch.equal(a["ema_model"][name], b["ema_model"][name]), f"resume differs in the average's {name}"
-    trained = {k: v for k, v in a["model"].items() if v.is_floating_point()}
-    assert any(not torch.equal(v, a["ema_model"][k]) for k, v in trained.items())     # the average is not the last
-    row = a["curve"][-1]
-    assert row["val_nme"] != row["val_nme_trained"] and full["final_val_nme"] == row["val_nme"]
-    model, *_ = load_model(full["checkpoint"])
-    for name, value in model.state_dict().items():
-        assert torch.equal(value, a["ema_model"][name]), f"evaluation did not load the average's {name}"
-    with pytest.raises(Exception, match="train.ema_decay=1.0"):
-        _cfg(tiny_cfg, ema_decay=1.0)

@@ -203,9 +203,6 @@ class TrainConfig:
     # the per-epoch validation curve scores the first curve_items validation images (0 = all): a large
     # evaluation set for the reports' intervals need not slow every epoch down (issue 27)
     curve_items: int = introduced(0)
-    # the weights validated, evaluated and reported are an exponential moving average of the trained ones with
-    # this decay per step (0 = off: the trained weights; trans3dhead.engine.averaging, issue 26)
-    ema_decay: float = introduced(0.0)
     # How the loop executes, not what it computes (left out of the run id; see registry.EXECUTION_ONLY):
     sync_every: int = 25                     # steps between host reads of the loss log and non-finite check
     channels_last: bool = True               # CUDA only: NHWC convolutions (tensor-core friendly)
@@ -236,8 +233,6 @@ class TrainConfig:
                               f"train.epochs={self.epochs}; 0 turns it off")
         if self.eval_every < 1:
             raise ConfigError(f"train.eval_every={self.eval_every} must be >= 1")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay={self.ema_decay}: use 0 (off) or a decay in (0, 1), e.g. 0.999")
         if self.curve_items < 0:
             raise ConfigError(f"train.curve_items={self.curve_items}: use 0 (every validation image) or a count > 0")
         if self.sync_every < 1:

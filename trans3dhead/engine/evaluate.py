@@ -35,14 +35,13 @@ class EvalResult:
 
 def load_model(checkpoint: str | Path, data_cfg: DataConfig | None = None, device: str = "auto"):
     """(model in eval mode, RunConfig, data config, device, bf16: whether the run trained under bf16
-    autocast) from a training checkpoint; the model has the averaged weights where the run kept an EMA
-    (``train.ema_decay``)."""
+    autocast) from a training checkpoint."""
     ckpt = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(ckpt["config"])
     data_cfg = data_cfg or cfg.data
     dev = select_device(device)
     model = build_model(cfg.model, flame_dir_for(data_cfg), ckpt["mean_face"])
-    model.load_state_dict(ckpt["ema_model"] if "ema_model" in ckpt else ckpt["model"])   # the averaged weights, if any
+    model.load_state_dict(ckpt["model"])
     return model.to(dev).eval(), cfg, data_cfg, dev, bool(ckpt.get("bf16", False))
 
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from trans3dhead.atomic import atomic_write_text
 from trans3dhead.config import RunConfig
 from trans3dhead.data import build_dataset, flame_dir_for, mean_landmarks
-from trans3dhead.engine.averaging import averaged, build_ema, ema_state, restore_ema
 from trans3dhead.engine.batches import autocast, eval_loader, landmark_nme, to_device
 from trans3dhead.engine.board import EpochBoard
 from trans3dhead.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_state, rng_state
@@ -106,7 +105,6 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
     forward = torch.compile(model) if tc.compile else model
     loss_fn = build_loss(cfg.loss, cfg.model, load_topology(flame_dir)).to(device)
     model.flame.decode_only(loss_fn.vertices_read())     # a step decodes only the vertices its loss reads
-    ema = build_ema(model, tc.ema_decay)
     optimizer = build_optimizer(model, tc)
     steps_per_epoch = len(train_set) // tc.batch_size
     if steps_per_epoch == 0:
@@ -120,8 +118,6 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
         optimizer.load_state_dict(resume["optimizer"])
         restore_scheduler(scheduler, resume["scheduler"])
         restore_rng_state(resume["rng"])
-        if ema is not None:
-            restore_ema(ema, resume)
         start_epoch, curve, best, wall_before = resume["epoch"], resume["curve"], resume["best_val_nme"], resume["wall_s"]
 
     loader = train_loader(train_set, tc.batch_size, loader_options(cfg.data.num_workers, device))
@@ -158,8 +154,6 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
             clock.lap("optimizer")
             log.record(i, step, terms)
             images_seen += tc.batch_size
@@ -175,16 +169,12 @@ def train(cfg: RunConfig, workdir: str | Path, *, stop_after_epochs: int | None 
                "lr": optimizer.param_groups[0]["lr"], "wall_s": round(wall, 2), "val_nme": float("nan")}
         if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
             row["val_nme"] = validation_nme(model, val_loader, device, bf16, cfg.data.image_size)
-            if ema is not None:     # the curve is the averaged model's, beside the trained one's for comparison
-                row["val_nme_trained"] = row["val_nme"]
-                row["val_nme"] = validation_nme(averaged(ema, model), val_loader, device, bf16, cfg.data.image_size)
             best = min(best, row["val_nme"])
         curve.append(row)
         atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
                      "curve": curve, "best_val_nme": best, "wall_s": wall, "config": cfg.to_dict(),
-                     "mean_face": mean_face, "device": str(device), "bf16": bf16, "trunk": trunk,
-                     **(ema_state(ema, model) if ema is not None else {})}, ckpt_path)
+                     "mean_face": mean_face, "device": str(device), "bf16": bf16, "trunk": trunk}, ckpt_path)
         _write_curve(curve, workdir / CURVE)
         board.write(row, terms, images_seen / max(time.time() - started, 1e-9))
         if progress:
