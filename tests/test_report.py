@@ -476,10 +476,16 @@ def test_rows_that_ask_for_more_seeds_are_reported_on_them_and_leave_the_rest_wh
     other = (folder / "other.md").read_text()
     assert "; seeds 0, 1\n" in other and ": 0-3)" not in other and table_rows(other)["full"][-1] == "done"
     assert step_rows(other)[("base → full", "NME ↓")][2] == f"2 × {N_IMAGES}"
-    # a table of full and a row not trained yet: the seeds full was trained on for mini's study, not its extras;
-    # a table of full alone: every seed it was evaluated on
+    # a table of full and a row not trained yet, or of full alone: the seeds full was trained on for mini's study,
+    # not its extras
     assert table_rows((folder / "untrained.md").read_text())["averinit"][-1].startswith("seeds 0, 1: missing")
-    assert "; seeds 0, 1, 2, 3\n" in (folder / "alone.md").read_text()
+    assert "; seeds 0, 1\n" in (folder / "alone.md").read_text()
+    # nothing else trained yet: full's own evaluated seeds
+    lone = tmp_path / "lone"
+    for seed in range(3):
+        write_run(lone, registry, "trans3dhead", seed, curve=FLAT, per_sample={"nme": 2.0 + centred(rng, 0.3)})
+    report.write_reports(registry, PROFILE, ["alone"], lone, tmp_path / "lone-reports")
+    assert "; seeds 0, 1, 2\n" in (tmp_path / "lone-reports" / PROFILE / "alone.md").read_text()
     index = (folder / "README.md").read_text()
     assert "| 0, 1 (+Euler, full: 0-3) |" in index and "| [other](other.md) |" in index
     assert "1 missing" in index.split("[mini](mini.md)")[1].splitlines()[0]

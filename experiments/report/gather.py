@@ -183,8 +183,9 @@ def table_seeds(inputs: Inputs, spec: TableSpec) -> list[int]:
     """The table's own seeds (whatever their runs' status); [0] when none exist yet. A row counts the seeds it
     has runs for, except a row of a variant that some row of the registry trains on extra seeds (``Row.seeds``):
     it counts only the seeds that the table asking for more has on its other rows, since its further seeds were
-    trained for that table's claim, not asked of this one. A table whose every row is such a variant (a figure
-    of Trans3DHead alone) counts the seeds it was evaluated on. ``row_seeds`` adds a row's own extra seeds."""
+    trained for that table's claim, not asked of this one (a figure of Trans3DHead alone has Table 3's seeds).
+    Where that table has no other row trained yet, the variant counts the seeds it was evaluated on for this
+    table. ``row_seeds`` adds a row's own extra seeds."""
     frame = inputs.frame
     runs = set(frame["run_id"].dropna())
     tables = inputs.registry.tables.values()
@@ -199,13 +200,12 @@ def table_seeds(inputs: Inputs, spec: TableSpec) -> list[int]:
 
     variants = {row.variant for row in spec.rows if row.variant is not None}
     seeds = seeds_of(others(spec), candidates, runs)
+    evaluated = set(frame.loc[(frame["dataset"] == spec.dataset) & (frame["split"] == spec.split), "run_id"])
     for variant in variants & extra:
         asked = set().union(*(seeds_of(others(table), candidates, runs) for table in tables
                               if any(row.variant == variant and row.seeds for row in table.rows)))
-        seeds |= seeds_of({variant}, sorted(asked), runs)
-    if not others(spec):
-        evaluated = set(frame.loc[(frame["dataset"] == spec.dataset) & (frame["split"] == spec.split), "run_id"])
-        seeds |= seeds_of(variants, candidates, evaluated)
+        # no other row trained yet anywhere: the seeds this table's evaluation has of the variant
+        seeds |= seeds_of({variant}, sorted(asked), runs) if asked else seeds_of({variant}, candidates, evaluated)
     return sorted(seeds) or [0]
 
 
