@@ -201,8 +201,10 @@ def table_seeds(inputs: Inputs, spec: TableSpec) -> list[int]:
     variants = {row.variant for row in spec.rows if row.variant is not None}
     seeds = seeds_of(others(spec), candidates, runs)
     evaluated = set(frame.loc[(frame["dataset"] == spec.dataset) & (frame["split"] == spec.split), "run_id"])
+    studies = {table.name: seeds_of(others(table), candidates, runs)       # each table asking for extra seeds, once
+               for table in tables if any(row.seeds for row in table.rows)}
     for variant in variants & extra:
-        asked = set().union(*(seeds_of(others(table), candidates, runs) for table in tables
+        asked = set().union(*(studies[table.name] for table in tables
                               if any(row.variant == variant and row.seeds for row in table.rows)))
         # no other row trained yet anywhere: the seeds this table's evaluation has of the variant
         seeds |= seeds_of({variant}, sorted(asked), runs) if asked else seeds_of({variant}, candidates, evaluated)

@@ -71,10 +71,15 @@ def _index_rows(index_page: str) -> list[list[str]]:
     return [row for table in _tables(index_page) if table[0][:1] == ["report"] for row in table[1:]]
 
 
+def _complete(row: list[str]) -> bool:
+    """An index row whose runs are all done ('13 done')."""
+    return bool(re.fullmatch(r"\d+ done", row[2]))
+
+
 def evidence_complete(index_page: str) -> bool:
     """Has every report of the index every run of its seeds finished?"""
     reports = _index_rows(index_page)
-    return bool(reports) and all(re.fullmatch(r"\d+ done", row[2]) for row in reports)
+    return bool(reports) and all(map(_complete, reports))
 
 
 def summary(claims_page: str, index_page: str) -> str:
@@ -84,7 +89,7 @@ def summary(claims_page: str, index_page: str) -> str:
                  if line.startswith(EVIDENCE_COST)), "—")
     cost = "no finished runs yet" if cost == "—" else cost
     reports = _index_rows(index_page)
-    complete = [row[0] for row in reports if re.fullmatch(r"\d+ done", row[2])]
+    complete = [row[0] for row in reports if _complete(row)]
     states = Counter()
     for row in reports:
         states.update({state: int(count) for count, state in re.findall(r"(\d+) (\w+)", row[2])})
