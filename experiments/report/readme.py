@@ -1,6 +1,8 @@
-"""The README's headline: the paper's Table 3 beside ours, copied from the default profile's committed report
-(``reports/<profile>/table3.md``) with the verdicts of its claims (``reports/<profile>/claims.md``), between two
-markers, so that a stale copy fails the tests. Every number in it is a committed report's.
+"""The README's headline: where the evidence stands, and the paper's Table 3 beside ours, copied from the default
+profile's committed report (``reports/<profile>/table3.md``) with the verdicts of its claims
+(``reports/<profile>/claims.md``), between two markers, so that a stale copy fails the tests. Every number in it is a
+committed report's, and the paragraph on the campaign says "being regenerated" exactly while the reports' index
+(``reports/<profile>/README.md``) has a run missing.
 
     python -m experiments.report.readme            # rewrite the block in README.md from the committed pages
 """
@@ -94,10 +96,25 @@ def summary(claims_page: str, index_page: str) -> str:
     for row in reports:
         states.update({state: int(count) for count, state in re.findall(r"(\d+) (\w+)", row[2])})
     runs = ", ".join(f"{n} {state}" for state, n in states.items()) or "none"
-    return (f"Evidence so far: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
+    so_far = "" if evidence_complete(index_page) else " so far"
+    return (f"Evidence{so_far}: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
             f"finished (their runs: {runs}; a run two reports share counts in each). "
             f"Claims: {tally.group(0) if tally else '—'} "
             "(every claim of every table; the verdicts are explained on the claims page).")
+
+
+def status(index_page: str) -> str:
+    """The paragraph on where the evidence stands: being regenerated while a report lacks a run, complete after."""
+    history = ("The round-two fidelity review (DAD-3DNet's neck, the official landmark-loss reduction, one "
+               "deep-supervision rule for every variant, evaluation crops fixed per image; `docs/fidelity.md`) "
+               "changed every run id, so the runs of the model before it were retired from `results/` (git history "
+               "keeps them, up to `3b446a7`; what they said: [`docs/evidence-history.md`](docs/evidence-history.md)).")
+    if evidence_complete(index_page):
+        return (f"**The evidence is complete**: every report of the default profile has every run of its seeds "
+                f"finished, all of them trained on the fixed model. {history}")
+    return (f"**The evidence is being regenerated.** {history} The campaign that retrains it commits each run as "
+            "it lands: what follows shows what has finished so far, its first line says how much, and a row still "
+            "missing names the command that trains it.")
 
 
 def block(table_page: str, claims_page: str, index_page: str = "") -> str:
@@ -105,7 +122,7 @@ def block(table_page: str, claims_page: str, index_page: str = "") -> str:
     source = (f"Generated from [{link}/{HEADLINE_TABLE}.md]({link}/{HEADLINE_TABLE}.md), "
               f"[{link}/claims.md]({link}/claims.md) and [{link}/README.md]({link}/README.md) by "
               "`python -m experiments.report.readme`.")
-    return (f"{BEGIN}\n{source}\n\n{summary(claims_page, index_page)}\n\n"
+    return (f"{BEGIN}\n{status(index_page)}\n\n{source}\n\n{summary(claims_page, index_page)}\n\n"
             f"{headline(table_page, claims_page)}\n{END}")
 
 
