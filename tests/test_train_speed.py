@@ -121,9 +121,14 @@ def test_bench_train_prints_phases_and_the_ratio_line(capsys):
     assert ratio.endswith(("cpu, bf16)", "cpu, fp32)"))
     rates = next(line for line in lines if line.startswith("step: "))
     assert re.search(r"[0-9.]+ GFLOP .* [0-9.]+ GFLOP/s in the loop.*bf16 [0-9]+ GFLOP/s, fp32 [0-9]+ GFLOP/s", rates)
-    # the last line: what one run of the profile costs, from the measured step and epoch-end times
-    assert re.fullmatch(r"run cost: \d+ s on 1 core \(6 steps x \d+ ms \+ \d+ s validation\) for smoke/trans3dhead",
-                        lines[-1]), lines[-1]
+    # the last line: what one run of the profile costs, from the measured step and epoch-end times, after the
+    # least it could cost on this core (every FLOP at the core's bf16 matmul rate)
+    cost = re.fullmatch(r"run cost: (\d+) s on 1 core \(6 steps x \d+ ms \+ \d+ s validation\) for smoke/trans3dhead",
+                        lines[-1])
+    floor = re.match(r"run floor: (\d+) s on the same core\(s\) if every step ran at its bf16 matmul rate "
+                     r"\(6 steps x [0-9.]+ GFLOP / \d+ GFLOP/s \+ \d+ s validation\)", lines[-2])
+    assert cost and floor, lines[-2:]
+    assert int(floor.group(1)) <= int(cost.group(1))
 
 
 def test_step_gflop_counts_the_models_matmuls_and_convolutions():

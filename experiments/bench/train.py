@@ -114,26 +114,34 @@ def main(argv: list[str] | None = None) -> int:
     fwd_rate = statistics.median(fwd_bwd)
     print(f"train/fwd-bwd: {statistics.median(ratios):.2f} (train {train_rate:.1f} img/s, fwd+bwd {fwd_rate:.1f} img/s, "
           f"{device}, {amp})")
-    if device.type == "cpu":
-        print_rates(cfg, device, bf16, median["step"])
+    rates = print_rates(cfg, device, bf16, median["step"]) if device.type == "cpu" else None
     steps_per_epoch = cfg.data.n_train // batch
     total_steps = steps_per_epoch * cfg.train.epochs
     # every epoch ends with a checkpoint write and (train.eval_every 1, the CPU profiles) one validation
     end_s = epoch_end * cfg.train.epochs
+    if rates:
+        # the least a run of these FLOPs can cost here: every step at the core's large-matmul rate, which
+        # convolutions at 48 px and attention at head dim 32 do not reach
+        gflop, bf16_rate = rates
+        print(f"run floor: {total_steps * gflop / bf16_rate + end_s:.0f} s on the same core(s) if every step ran at "
+              f"its bf16 matmul rate ({total_steps} steps x {gflop:.2f} GFLOP / {bf16_rate:.0f} GFLOP/s + "
+              f"{end_s:.0f} s validation)")
     print(f"run cost: {total_steps * median['step'] + end_s:.0f} s on {torch.get_num_threads()} core"
           f"{'s' if torch.get_num_threads() > 1 else ''} ({total_steps} steps x {1e3 * median['step']:.0f} ms + "
           f"{end_s:.0f} s validation) for {args.profile}/{args.variant}")
     return 0
 
 
-def print_rates(cfg: RunConfig, device: torch.device, bf16: bool, step_s: float) -> None:
-    """The step's GFLOP and achieved GFLOP/s beside this core's bf16 and fp32 matmul rates, measured now."""
+def print_rates(cfg: RunConfig, device: torch.device, bf16: bool, step_s: float) -> tuple[float, float]:
+    """The step's GFLOP and achieved GFLOP/s beside this core's bf16 and fp32 matmul rates, measured now;
+    returns the step's GFLOP and the bf16 matmul rate (GFLOP/s)."""
     gflop = step_gflop(ResidentStep(cfg, device, bf16))
     bf16_rate, fp32_rate = matmul_gflop_per_s(torch.bfloat16), matmul_gflop_per_s(torch.float32)
     achieved = gflop / step_s
     print(f"step: {gflop:.2f} GFLOP (fwd+bwd, FlopCounterMode), {achieved:.1f} GFLOP/s in the loop; this core's "
           f"1024^2 matmul: bf16 {bf16_rate:.0f} GFLOP/s, fp32 {fp32_rate:.0f} GFLOP/s; step/bf16 matmul "
           f"{achieved / bf16_rate:.2f}")
+    return gflop, bf16_rate
 
 
 if __name__ == "__main__":
