@@ -117,3 +117,26 @@ def test_every_architecture_is_built_through_the_one_builder_table(flame_dir):
     model = build_model(cfg, flame_dir, torch.full((68, 2), 0.5))
     assert isinstance(model, DAD3DNet)
     assert model.heatmap_head.in_channels == 32 and model.shape_head[0].out_features == 48
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_stems_channels_last_max_pool_is_bit_identical_to_torchs(dtype):
+    """The CPU speed-up may not change a run: same maxima, same indices (ties included, from a coarse grid of
+    values: a tie broken otherwise would send a gradient elsewhere), same gradients where overlapping windows send
+    two to one input, same layout out."""
+    from trans3dhead.models.backbone import ChannelsLastMaxPool, resnet_stages
+    stages, _ = resnet_stages("resnet18", pretrained=False)
+    assert isinstance(stages[0][3], ChannelsLastMaxPool)
+    torch.manual_seed(0)
+    x = (torch.randint(0, 7, (4, 8, 13, 12)) / 2).to(dtype)               # many ties
+    grad = torch.randn(4, 8, 7, 6).to(dtype)
+    outputs = []
+    for pool in (torch.nn.MaxPool2d(3, 2, 1), ChannelsLastMaxPool(3, 2, 1)):
+        leaf = x.clone().requires_grad_()
+        out = pool(leaf)
+        out.backward(grad)
+        outputs.append((out, leaf.grad, out.is_contiguous()))
+    (ref, ref_grad, ref_layout), (out, out_grad, layout) = outputs
+    assert torch.equal(out, ref) and torch.equal(out_grad, ref_grad) and layout == ref_layout
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert ChannelsLastMaxPool(3, 2, 1)(channels_last).is_contiguous(memory_format=torch.channels_last)

@@ -14,6 +14,20 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """ImageNet weights were asked for but cannot be loaded (typically: no internet)."""
 
 
+class ChannelsLastMaxPool(nn.MaxPool2d):
+    """The stem's max pool, run channels-last on a CPU: torch's NCHW CPU kernel is some 20x slower at the trunk's
+    shapes (9.2 ms against 0.45 ms for 32x64x24x24, one thread), though the layout copies around it give back about
+    half of that: a converged step of Trans3DHead 0.978x, DAD-3DNet 0.992x (docs/running.md). The maxima and their
+    indices do not depend on the layout, so the output and the gradients are bit-identical (tests/test_models.py);
+    the output goes back to the input's layout, so the convolutions after it run exactly as before."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices
+                or x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
 def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int, ...]]:
     """The four stages of a torchvision ResNet (stem folded into s1) and their channel counts."""
     if name not in BACKBONES:
@@ -28,7 +42,10 @@ def resnet_stages(name: str, pretrained: bool) -> tuple[nn.ModuleList, tuple[int
             f"could not load ImageNet weights for {name} ({err}). Offline machines: copy the file "
             f"{weights.url.rsplit('/', 1)[-1] if weights else ''} into $TORCH_HOME/hub/checkpoints "
             "(default ~/.cache/torch/hub/checkpoints), or set model.pretrained: false") from err
-    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    pool = net.maxpool
+    pool = ChannelsLastMaxPool(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.return_indices,
+                               pool.ceil_mode)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, pool, net.layer1)
     # every ResNet doubles its channels from stage to stage, ending at the classifier's input
     channels = tuple(net.fc.in_features >> (3 - stage) for stage in range(4))
     return nn.ModuleList([stem, net.layer2, net.layer3, net.layer4]), channels
