@@ -1,7 +1,9 @@
 """SynthHeads generation and the official-format loaders."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,7 +106,10 @@ def test_parallel_generation_from_an_unguarded_script(tmp_path):
         f"out = ensure_synthheads(DataConfig(root={str(tmp_path / 'data')!r}, n_train=400, n_val=0, n_test=0, "
         "n_aflw=0, render_size=32))\n"
         "print('generated', len(list((out / 'dad3dheads' / 'train' / 'images').iterdir())))\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    # this checkout's package, whether or not (or wherever) it is pip-installed: the script runs outside it
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "generated 400" in done.stdout
 
