@@ -96,7 +96,7 @@ def summary(claims_page: str, index_page: str) -> str:
     for row in reports:
         states.update({state: int(count) for count, state in re.findall(r"(\d+) (\w+)", row[2])})
     runs = ", ".join(f"{n} {state}" for state, n in states.items()) or "none"
-    so_far = "" if evidence_complete(index_page) else " so far"
+    so_far = "" if reports and len(complete) == len(reports) else " so far"      # evidence_complete, already parsed
     return (f"Evidence{so_far}: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
             f"finished (their runs: {runs}; a run two reports share counts in each). "
             f"Claims: {tally.group(0) if tally else '—'} "
