@@ -3,6 +3,7 @@ split in the official DAD-3DHeads layout and the perfect submission for it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,16 @@ from trans3dhead.flame import io
 from trans3dhead.flame.topology import FlameTopology
 from trans3dhead.geometry import (model_view_from_rotation, project_official, rotation_from_euler,
                                   rotation_from_model_view)
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(*extra_paths: Path, **variables: str) -> dict[str, str]:
+    """This process's environment for a subprocess that must import this checkout's packages, whether or not
+    (or wherever) pip installed them: a stale editable install elsewhere would otherwise win."""
+    path = os.pathsep.join([str(CHECKOUT), *map(str, extra_paths), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, **variables, "PYTHONPATH": path}
+
 
 WIDTH, HEIGHT = 120, 100                        # not square: the GT must read the height, not the width
 POSES = [(0.0, 0.0, 0.0), (10.0, -35.0, 5.0), (-15.0, 60.0, -10.0)]   # (pitch, yaw, roll) degrees

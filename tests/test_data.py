@@ -1,6 +1,5 @@
 """SynthHeads generation and the official-format loaders."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from helpers import checkout_env
 
 from trans3dhead.config import DataConfig
 from trans3dhead.data import (AFLW2000Dataset, DAD3DHeadsDataset, DatasetError, ensure_synthheads, flame_dir_for,
@@ -106,10 +107,8 @@ def test_parallel_generation_from_an_unguarded_script(tmp_path):
         f"out = ensure_synthheads(DataConfig(root={str(tmp_path / 'data')!r}, n_train=400, n_val=0, n_test=0, "
         "n_aflw=0, render_size=32))\n"
         "print('generated', len(list((out / 'dad3dheads' / 'train' / 'images').iterdir())))\n")
-    # this checkout's package, whether or not (or wherever) it is pip-installed: the script runs outside it
-    repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env=checkout_env())
     assert done.returncode == 0, done.stderr[-2000:]
     assert "generated 400" in done.stdout
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import fakejob
+from helpers import checkout_env
 from experiments import run, store
 from experiments.dispatch import runlock
 from experiments.registry import load_registry
@@ -43,8 +44,7 @@ def _trainings(tmp: Path) -> list[str]:
 
 
 def _env(delay_s: float) -> dict:
-    path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "FAKE_TRAIN_S": str(delay_s)}
+    return checkout_env(ROOT / "tests", FAKE_TRAIN_S=str(delay_s))
 
 
 def _start_training_job(tmp: Path, seconds: float) -> subprocess.Popen:
@@ -218,8 +218,7 @@ def test_kill_9_of_the_submitter_then_rerun_trains_nothing_twice(tmp_path, capsy
             *[x for k in ("results", "reports", "work", "jobs") for x in (f"--{k}", str(tmp_path / k))]]
     run_id = load_registry().resolve("dad3dnet", "smoke").run_id
     work, out = tmp_path / "work" / "smoke" / run_id, store.run_dir(tmp_path / "results", "smoke", run_id)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    submitter = subprocess.Popen([sys.executable, "-m", "experiments.run", *argv], cwd=tmp_path, env=env,
+    submitter = subprocess.Popen([sys.executable, "-m", "experiments.run", *argv], cwd=tmp_path, env=checkout_env(),
                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     job_pid = None
     try:
@@ -315,11 +314,10 @@ def test_a_full_jobs_folder_leaves_no_empty_pickle(tmp_path):
 
 
 def test_ctrl_c_stops_a_local_controller_without_a_traceback(tmp_path):
-    env = {**os.environ, "SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_COMMAND": f"{sys.executable} -c "
+    env = checkout_env(**{"SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_COMMAND": f"{sys.executable} -c "
            "'import time; time.sleep(60)'", "SUBMITIT_LOCAL_TIMEOUT_S": "120", "SUBMITIT_LOCAL_SIGNAL_DELAY_S": "5",
            "SUBMITIT_STDERR_TO_STDOUT": "", "SUBMITIT_LOCAL_WITH_SHELL": "", "SUBMITIT_LOCAL_NODEID": "0",
-           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_EXECUTOR": "local",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_EXECUTOR": "local"})
     proc = subprocess.Popen([sys.executable, "-m", "experiments.dispatch.local_controller", str(tmp_path)], env=env,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
