@@ -15,6 +15,7 @@ from pathlib import Path
 
 from experiments.registry import DEFAULT_PROFILE
 from experiments.report.sections import EVIDENCE_COST, md_table
+from experiments.report.steps import UNCONVERGED
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- headline table -->"
@@ -84,8 +85,20 @@ def evidence_complete(index_page: str) -> bool:
     return bool(reports) and all(map(_complete, reports))
 
 
+def _unconverged(claims_page: str) -> list[str]:
+    """The table of each verdict (the claims page's own column, not another profile's beside it) that rests on
+    runs failing the convergence test."""
+    claims = _tables(claims_page)
+    if not claims or "verdict" not in claims[0][0]:
+        return []
+    verdict = claims[0][0].index("verdict")
+    return [re.sub(r"\[(\w+)\].*", r"\1", row[0]) for row in claims[0][1:]
+            if len(row) > verdict and UNCONVERGED in row[verdict]]
+
+
 def summary(claims_page: str, index_page: str) -> str:
-    """One sentence from the pages themselves: what the profile's evidence cost and how its claims came out."""
+    """One sentence from the pages themselves: what the profile's evidence cost and how its claims came out, and
+    how many verdicts rest on runs that fail the convergence test."""
     tally = re.search(r"\d+ claim\(s\) computed[^.]*", claims_page)
     cost = next((line.removeprefix(f"{EVIDENCE_COST}: ").rstrip(".") for line in index_page.splitlines()
                  if line.startswith(EVIDENCE_COST)), "—")
@@ -97,10 +110,14 @@ def summary(claims_page: str, index_page: str) -> str:
         states.update({state: int(count) for count, state in re.findall(r"(\d+) (\w+)", row[2])})
     runs = ", ".join(f"{n} {state}" for state, n in states.items()) or "none"
     so_far = "" if reports and len(complete) == len(reports) else " so far"      # evidence_complete, already parsed
+    unconverged = _unconverged(claims_page)
+    caveat = (f" {len(unconverged)} of them rest on runs that fail the convergence test "
+              f"({', '.join(dict.fromkeys(unconverged))}: its rows' converged column says which and by how much)."
+              if unconverged else "")
     return (f"Evidence{so_far}: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
             f"finished (their runs: {runs}; a run two reports share counts in each). "
             f"Claims: {tally.group(0) if tally else '—'} "
-            "(every claim of every table; the verdicts are explained on the claims page).")
+            f"(every claim of every table; the verdicts are explained on the claims page).{caveat}")
 
 
 def status(index_page: str) -> str:

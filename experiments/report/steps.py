@@ -84,9 +84,12 @@ def table_pool(rows: list[RowRuns], metric: str, seeds: list[int]) -> stats.Seed
             if len(common) >= 2 else None)
 
 
+UNCONVERGED = "rests on unconverged runs"
+
+
 def _caveat(before: RowRuns, after: RowRuns) -> str:
     flags = before.convergence() + after.convergence()
-    return ("rests on unconverged runs" if any(f is False for f in flags)
+    return (UNCONVERGED if any(f is False for f in flags)
             else "convergence unknown" if any(f is None for f in flags) else "")
 
 
