@@ -1,5 +1,6 @@
 """Helpers shared by test modules (a test module imports from here, never from another test module): a tiny
-split in the official DAD-3DHeads layout and the perfect submission for it."""
+split in the official DAD-3DHeads layout and the perfect submission for it, and the environment a subprocess needs
+to import this checkout."""
 from __future__ import annotations
 
 import json

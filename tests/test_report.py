@@ -245,8 +245,8 @@ def test_the_readme_summary_quotes_the_cost_and_the_tally_of_the_pages():
                "| [table8](table8.md) | a → c | reversed (rests on unconverged runs) | holds |\n"
                "| [table3](table3.md) | a → d | holds | holds (rests on unconverged runs) |\n")
     assert readme.summary(claims, index).endswith("claims page). 2 of them rest on runs that fail the convergence "
-                                                  "test (table8: its rows' converged column says which and by how "
-                                                  "much).")
+                                                  "test (table8: the converged column of its rows says which and "
+                                                  "by how much).")
 
 
 def test_regeneration_is_byte_for_byte_and_check_finds_changes(known, registry, tmp_path):
