@@ -113,8 +113,7 @@ def summary(claims_page: str, index_page: str) -> str:
     unconverged = _unconverged(claims_page)
     caveat = (f" {len(unconverged)} of them rest on runs that fail the convergence test "
               f"({', '.join(dict.fromkeys(unconverged))}: the converged column of its rows says which and by how "
-              "much).")
-              if unconverged else "")
+              "much)." if unconverged else "")
     return (f"Evidence{so_far}: {cost}; {len(complete)} of {len(reports)} reports have every run of their seeds "
             f"finished (their runs: {runs}; a run two reports share counts in each). "
             f"Claims: {tally.group(0) if tally else '—'} "
