@@ -89,11 +89,11 @@ def _unconverged(claims_page: str) -> list[str]:
     """The table of each verdict (the claims page's own column, not another profile's beside it) that rests on
     runs failing the convergence test."""
     claims = _tables(claims_page)
-    if not claims or "verdict" not in claims[0][0]:
+    if not claims:
         return []
-    verdict = claims[0][0].index("verdict")
-    return [re.sub(r"\[(\w+)\].*", r"\1", row[0]) for row in claims[0][1:]
-            if len(row) > verdict and UNCONVERGED in row[verdict]]
+    header, rows = _pick(claims[0], ("table", "verdict"))       # the first 'verdict…' column is the page's own
+    return [re.sub(r"\[(\w+)\].*", r"\1", row[0]) for row in rows
+            if header == ["table", "verdict"] and UNCONVERGED in row[1]]
 
 
 def summary(claims_page: str, index_page: str) -> str:
