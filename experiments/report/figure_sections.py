@@ -14,7 +14,7 @@ from experiments.report.cells import convergence_text, fmt, metric_title, status
 from experiments.report.gather import RowRuns, TableContext
 from experiments.report.image_figures import marr_layers_section
 from experiments.report.sections import md_table
-from experiments.report.steps import StepResult
+from experiments.report.steps import UNCONVERGED, StepResult
 
 
 def _deltas_frame(results: list[StepResult]) -> pd.DataFrame:
@@ -92,7 +92,7 @@ def _deeper_layer_claim(rr: RowRuns, data: list[dict]) -> list[str]:
     verdict = stats.verdict(answer.delta, answer.p_value(), -1.0)           # one claim: a family of one
     notes = ["one seed: images only"] if answer.images_only else []
     if any(f is False for f in rr.convergence()):
-        notes.append("rests on unconverged runs")
+        notes.append(UNCONVERGED)
     verdict += f" ({'; '.join(notes)})" if notes else ""
     return [f"Paper: residuals approach 0 as the decoder deepens. Ours, mean absolute residual per image, layer "
             f"{len(data[0]['residuals'])} − layer 1: {fmt(answer.delta, spec='{:.4f}')} "
