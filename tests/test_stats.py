@@ -152,6 +152,38 @@ def test_converged_reads_the_window_in_steps_from_a_line_through_its_points():
     assert convergence.converged(_curve([5.0, 4.0, 3.0], steps=[900, 950, 1000])) is None   # window before first point
 
 
+def test_a_row_is_tested_on_its_seed_mean_curve():
+    jumpy_up = _curve([9, 5, 3, 2.0, 2.0, 1.95, 2.05, 2.06])                 # alone: +3.1% over its last 20%
+    jumpy_down = _curve([9, 5, 3, 2.0, 2.0, 2.05, 2.03, 1.98])               # alone: -3.4%
+    assert not convergence.converged(jumpy_up) and not convergence.converged(jumpy_down)
+    mean = convergence.mean_curve([jumpy_up, jumpy_down])
+    assert mean["val_nme"].tolist() == pytest.approx([9, 5, 3, 2.0, 2.0, 2.0, 2.04, 2.02])
+    assert convergence.row_window_change([jumpy_up, jumpy_down]) == pytest.approx(
+        convergence.window_change(mean))
+    assert abs(convergence.row_window_change([jumpy_up, jumpy_down])) <= convergence.CONVERGENCE_TOL
+    steady_fall = _curve([9, 5, 3, 2.4, 2.3, 2.2, 2.1, 2.0])                 # a falling seed pulls the row down
+    assert convergence.row_window_change([steady_fall, steady_fall]) == pytest.approx(
+        convergence.window_change(steady_fall))
+    # points only some seeds have are dropped; a missing curve or too few shared points cannot tell
+    shifted = _curve([9, 5, 3, 2.0, 2.0, 2.0, 2.0, 2.0], steps=np.arange(1, 9) * 50 + 25)
+    assert convergence.mean_curve([jumpy_up, shifted]) is None
+    assert convergence.row_window_change([jumpy_up, None]) is None
+    assert convergence.row_window_change([]) is None
+
+
+def test_the_convergence_bench_prints_each_rows_seed_mean_reading():
+    from experiments.bench.convergence import _row_table
+
+    up, down = _curve([9, 5, 3, 2.0, 2.0, 1.95, 2.05, 2.06]), _curve([9, 5, 3, 2.0, 2.0, 2.05, 2.03, 1.98])
+    fall = _curve([9, 5, 3, 2.4, 2.3, 2.2, 2.1, 2.0])
+    rows = [{"variant": "a", "seed": 0, "curve": up}, {"variant": "a", "seed": 1, "curve": down},
+            {"variant": "b", "seed": 0, "curve": fall}, {"variant": "b", "seed": 1, "curve": fall}]
+    table = _row_table(rows, ["variant"]).set_index("variant")
+    assert table.loc["a", "seeds"] == 2 and table.loc["a", "row_converged"]
+    assert table.loc["a", "row_last_20pct_change"] == pytest.approx(convergence.row_window_change([up, down]))
+    assert not table.loc["b", "row_converged"]
+
+
 def test_a_noisy_last_epoch_does_not_decide_convergence_a_steady_fall_does():
     flat_but_noisy = [9, 5, 3, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.95, 2.05, 2.0, 2.1, 1.9]
     assert (1.9 - 2.05) / 2.05 < -0.05                      # its last epoch alone is 7% below the window's start

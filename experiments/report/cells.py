@@ -67,16 +67,19 @@ def _seed_problems(run, spec, command: str) -> list[str]:
     return [f"missing{lacking} — run `{command}`"]
 
 
-def convergence_text(changes: list[float | None]) -> str:
-    """'yes' / 'no' / 'no, k/n seeds', then the mean last-20% change over seeds: how far from converged."""
-    if not changes:
+def convergence_text(row_change: float | None, seed_changes: list[float | None]) -> str:
+    """'yes' / 'no' from the row's seed-mean curve, then that change over the last 20% of training; beside it,
+    when the row has several seeds and some fail alone, 'per seed: k/n no' (a single seed's curve is noisier)."""
+    if not seed_changes:
         return "—"
-    if any(c is None for c in changes):
+    if row_change is None:
         return "unknown"
-    n_no = sum(not convergence.change_within(c) for c in changes)
-    text = "yes" if n_no == 0 else "no" if n_no == len(changes) else f"no, {n_no}/{len(changes)} seeds"
-    mean = float(np.mean(changes))
-    return f"{text} ({mean:+.1%})" if np.isfinite(mean) else text
+    text = "yes" if convergence.change_within(row_change) else "no"
+    details = [f"{row_change:+.1%}"] if np.isfinite(row_change) else []
+    n_no = sum(c is not None and not convergence.change_within(c) for c in seed_changes)
+    if n_no and len(seed_changes) > 1:
+        details.append(f"per seed: {n_no}/{len(seed_changes)} no")
+    return f"{text} ({'; '.join(details)})" if details else text
 
 
 def metric_cell(summary: stats.SeedSummary, n_seeds: int, metric: str, of_seeds: int | None = None) -> str:

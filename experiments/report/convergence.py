@@ -1,6 +1,7 @@
-"""Has a run converged? The relative change of its validation NME over the last part of training, read from a
-Theil-Sen line (docs/statistics.md, "What a row's cell is"; the reports' "converged" column and `bench
-convergence` both use it)."""
+"""Has a run converged, and has a row? The relative change of validation NME over the last part of training,
+read from a Theil-Sen line (docs/statistics.md, "What a row's cell is"; the reports' "converged" column and `bench
+convergence` both use it). A row is tested on its seed-mean curve (``row_window_change``): its cells average its
+seeds, and one seed's curve is too noisy to decide alone (docs/profiles.md, "DAD-3DNet at 64 epochs")."""
 from __future__ import annotations
 
 import math
@@ -45,6 +46,24 @@ def window_change(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW
     if start == 0:
         return 0.0 if end == 0 else math.inf
     return float((end - start) / abs(start))
+
+
+def mean_curve(curves: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+    """The seeds' mean validation NME at each point where every curve has one (what a row's cells average).
+    None when a curve is missing or the curves share fewer than three points."""
+    if not curves or any(c is None or "val_nme" not in c for c in curves):
+        return None
+    axis = "step" if all("step" in c and c["step"].notna().all() for c in curves) else "epoch"
+    per_seed = [c.dropna(subset=["val_nme"]).groupby(axis)["val_nme"].mean() for c in curves]
+    joined = pd.concat(per_seed, axis=1, join="inner")
+    if len(joined) < 3:
+        return None
+    return pd.DataFrame({axis: joined.index.to_numpy(), "val_nme": joined.mean(axis=1).to_numpy()})
+
+
+def row_window_change(curves: list[pd.DataFrame | None], window: float = CONVERGENCE_WINDOW) -> float | None:
+    """``window_change`` of the seed-mean curve (``mean_curve``): the test a row's "converged" cell reads."""
+    return window_change(mean_curve(curves), window)
 
 
 def converged(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW,

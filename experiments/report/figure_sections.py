@@ -91,7 +91,7 @@ def _deeper_layer_claim(rr: RowRuns, data: list[dict]) -> list[str]:
     lo, hi = answer.interval()
     verdict = stats.verdict(answer.delta, answer.p_value(), -1.0)           # one claim: a family of one
     notes = ["one seed: images only"] if answer.images_only else []
-    if any(f is False for f in rr.convergence()):
+    if rr.converged() is False:
         notes.append(UNCONVERGED)
     verdict += f" ({'; '.join(notes)})" if notes else ""
     return [f"Paper: residuals approach 0 as the decoder deepens. Ours, mean absolute residual per image, layer "
@@ -117,7 +117,8 @@ def figure_lines(ctx: TableContext) -> list[str]:
     lines = []
     for label, rr in ctx.by_label.items():
         status = status_text(rr, ctx.name, ctx.seeds, ctx.inputs.overrides)
-        lines += [f"Run: {label}; converged: {convergence_text(rr.convergence_changes)}; status: {status}", ""]
+        converged = convergence_text(rr.convergence_change, rr.seed_convergence_changes)
+        lines += [f"Run: {label}; converged: {converged}; status: {status}", ""]
         if rr.done:
             lines += [line for key in ctx.spec.figures for line in ROW_FIGURES[key](ctx, rr)]
     return lines

@@ -113,13 +113,25 @@ class RowRuns:
         return [len(frame) for frame in self._per_sample.values()]
 
     @cached_property
-    def convergence_changes(self) -> list[float | None]:
-        """Each finished seed's relative change of validation NME over the last 20% of training (read once:
-        the results table, every ablation step and the figures ask for it; rows are built before use)."""
-        return [convergence.window_change(store.curve(r.path)) for r in self.done]
+    def _curves(self) -> list[pd.DataFrame | None]:
+        """Each finished seed's validation curve (read once: the results table, every ablation step and the
+        figures ask; rows are built before use)."""
+        return [store.curve(r.path) for r in self.done]
 
-    def convergence(self) -> list[bool | None]:
-        return [convergence.change_within(change) for change in self.convergence_changes]
+    @cached_property
+    def convergence_change(self) -> float | None:
+        """The row's relative change of validation NME over the last 20% of training, on its seed-mean curve
+        (what its cells average): the reports' convergence test reads this."""
+        return convergence.row_window_change(self._curves) if self.done else None
+
+    @property
+    def seed_convergence_changes(self) -> list[float | None]:
+        """Each finished seed's own change over the same window: shown beside the row's, never deciding."""
+        return [convergence.window_change(curve) for curve in self._curves]
+
+    def converged(self) -> bool | None:
+        """The reports' convergence test on the row (None: no finished seed or no curve to tell)."""
+        return convergence.change_within(self.convergence_change)
 
     def efficiency(self, key: str) -> float:
         """The mean over finished seeds of one efficiency measure (NaN when none measured it)."""

@@ -47,7 +47,7 @@ def _row_cells(ctx: TableContext, row) -> list[str]:
     if spec.efficiency:
         cells += [fmt(rr.efficiency(key) * scale, spec=form) for _, key, scale, form in EFFICIENCY_COLUMNS]
         cells.append(fmt(row.paper.get("fps"), spec="{:.0f}"))
-    return cells + [convergence_text(rr.convergence_changes),
+    return cells + [convergence_text(rr.convergence_change, rr.seed_convergence_changes),
                     status_text(rr, ctx.name, ctx.seeds, ctx.inputs.overrides)]
 
 
@@ -73,10 +73,12 @@ def results_tables(ctx: TableContext) -> list[str]:
                   f"`{spec.dataset}`/`{spec.split}` images; a cell is the mean over the row's seeds with a 95% "
                   "t-interval from the seed-to-seed SD pooled over the table's rows (the images held fixed: every "
                   "row is scored on the same ones).", ""]
-    notes += [f"converged: validation NME moved by less than {convergence.CONVERGENCE_TOL:.0%} over the last "
-             f"{convergence.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
-             "validation points (robust to a noisy last epoch); in brackets its "
-             "mean relative change over seeds (unknown: no validation curve stored)."]
+    notes += [f"converged: the row's validation NME (the mean over its seeds at each validation point, as its cells "
+              f"average them) moved by less than {convergence.CONVERGENCE_TOL:.0%} over the last "
+              f"{convergence.CONVERGENCE_WINDOW:.0%} of training, read from a Theil-Sen line through that window's "
+              "points (robust to a noisy last epoch); in brackets that relative change, and 'per seed: k/n no' when "
+              "k seeds' own curves would fail the same test (one seed's curve is noisier: docs/profiles.md); "
+              "unknown: no validation curve stored."]
     if spec.efficiency:
         notes.append("Efficiency (mean over seeds): parameters, FLOPs, FPS and peak memory measured on the device "
                      "above with nothing else running; train wall is each run's training as it ran, beside the "

@@ -88,7 +88,7 @@ UNCONVERGED = "rests on unconverged runs"
 
 
 def _caveat(before: RowRuns, after: RowRuns) -> str:
-    flags = before.convergence() + after.convergence()
+    flags = [before.converged(), after.converged()]
     return (UNCONVERGED if any(f is False for f in flags)
             else "convergence unknown" if any(f is None for f in flags) else "")
 
