@@ -16,6 +16,11 @@ CONVERGENCE_WINDOW = 0.2
 CONVERGENCE_TOL = 0.02
 
 
+def _progress_axis(curves: list[pd.DataFrame]) -> str:
+    """Training progress is read from ``step`` when every curve has it at every point, else from ``epoch``."""
+    return "step" if all("step" in c and c["step"].notna().all() for c in curves) else "epoch"
+
+
 def window_change(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW) -> float | None:
     """Relative change of validation NME over the last ``window`` of training, read from a Theil-Sen line
     (``scipy.stats.theilslopes``) through the window's validation points and the last point before it:
@@ -29,7 +34,7 @@ def window_change(curve: pd.DataFrame | None, window: float = CONVERGENCE_WINDOW
     """
     if curve is None or "val_nme" not in curve:
         return None
-    axis = "step" if "step" in curve and curve["step"].notna().all() else "epoch"
+    axis = _progress_axis([curve])
     points = curve.dropna(subset=["val_nme"]).sort_values(axis)
     if len(points) < 3:
         return None
@@ -53,7 +58,7 @@ def mean_curve(curves: list[pd.DataFrame | None]) -> pd.DataFrame | None:
     None when a curve is missing or the curves share fewer than three points."""
     if not curves or any(c is None or "val_nme" not in c for c in curves):
         return None
-    axis = "step" if all("step" in c and c["step"].notna().all() for c in curves) else "epoch"
+    axis = _progress_axis(curves)
     per_seed = [c.dropna(subset=["val_nme"]).groupby(axis)["val_nme"].mean() for c in curves]
     joined = pd.concat(per_seed, axis=1, join="inner")
     if len(joined) < 3:

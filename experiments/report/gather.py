@@ -124,7 +124,7 @@ class RowRuns:
         (what its cells average): the reports' convergence test reads this."""
         return convergence.row_window_change(self._curves) if self.done else None
 
-    @property
+    @cached_property
     def seed_convergence_changes(self) -> list[float | None]:
         """Each finished seed's own change over the same window: shown beside the row's, never deciding."""
         return [convergence.window_change(curve) for curve in self._curves]
